@@ -1,0 +1,108 @@
+"""``gv.scan``: a Markov chain / state-space model, compiled once with ``lax.scan``."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from genvi.core.choicemap import choice_map, format_address
+from genvi.core.errors import ChoiceTypeError, ModelingError
+from genvi.core.genfn import GenerativeFunction
+from genvi.core.trace import Trace
+
+
+class ScanGF(GenerativeFunction):
+    """Iterate ``gf(carry, x) -> (carry, y)`` over ``xs`` (or ``length`` steps), like
+    ``jax.lax.scan``. Called as ``(carry0, xs)``; returns ``(carry_final, ys)``. Each
+    address of ``gf`` gains a leading time axis of size ``length``; the score is the sum
+    over steps. The body is traced once: the staged program does not grow with ``length``.
+
+    Example::
+
+        @gv.gen
+        def step(z, _):
+            z = gv.normal(0.9 * z, 1.0) @ "z"
+            gv.normal(z, 0.5) @ "y"
+            return z, None
+
+        chain = gv.scan(step, length=100)
+        tr = chain.simulate(key, 0.0, None)     # tr.choices["z"].shape == (100,)
+    """
+
+    def __init__(self, gf: GenerativeFunction, length: int | None = None):
+        self.gf = gf
+        self.length = length
+        self.name = f"scan({gf.name})"
+
+    def _length(self, xs):
+        leaves = jax.tree_util.tree_leaves(xs)
+        if leaves:
+            n = jnp.shape(leaves[0])[0]
+            if self.length is not None and self.length != n:
+                raise ChoiceTypeError(f"{self.name}: length={self.length} but xs has {n} rows")
+            return n
+        if self.length is None:
+            raise ModelingError(f"{self.name}: give length= when xs is None")
+        return self.length
+
+    @staticmethod
+    def _split_ret(ret, name):
+        if not (isinstance(ret, tuple) and len(ret) == 2):
+            raise ModelingError(f"the body of {name} must return a pair (carry, y), got {type(ret).__name__}")
+        return ret
+
+    def simulate(self, key, carry, xs=None) -> Trace:
+        n = self._length(xs)
+        keys = jax.random.split(key, n)
+
+        def body(c, kx):
+            k, x = kx
+            tr = self.gf.simulate(k, c, x)
+            c2, y = self._split_ret(tr.retval, self.name)
+            return c2, (tr.choices, tr.score, y)
+
+        c, (choices, scores, ys) = jax.lax.scan(body, carry, (keys, xs), length=n)
+        return Trace(choices, jnp.sum(scores), (c, ys), (carry, xs))
+
+    def _check(self, cm, n):
+        for addr in cm.addresses():
+            v = cm[addr] if addr else cm.value
+            if jnp.ndim(v) < 1 or jnp.shape(v)[0] != n:
+                raise ChoiceTypeError(
+                    f"{self.name}: the value at address {format_address(addr)} has shape "
+                    f"{jnp.shape(v)}; it needs a leading time axis of size {n}"
+                )
+
+    def assess(self, choices, carry, xs=None):
+        n = self._length(xs)
+        cm = choice_map(choices)
+        self._check(cm, n)
+
+        def body(c, chx):
+            ch, x = chx
+            logp, ret = self.gf.assess(ch, c, x)
+            c2, y = self._split_ret(ret, self.name)
+            return c2, (logp, y)
+
+        c, (logps, ys) = jax.lax.scan(body, carry, (cm, xs), length=n)
+        return jnp.sum(logps), (c, ys)
+
+    def importance(self, key, constraints, carry, xs=None):
+        n = self._length(xs)
+        cm = choice_map(constraints)
+        self._check(cm, n)
+        keys = jax.random.split(key, n)
+
+        def body(c, kchx):
+            k, ch, x = kchx
+            tr, w = self.gf.importance(k, ch, c, x)
+            c2, y = self._split_ret(tr.retval, self.name)
+            return c2, (tr.choices, tr.score, w, y)
+
+        c, (choices, scores, ws, ys) = jax.lax.scan(body, carry, (keys, cm, xs), length=n)
+        return Trace(choices, jnp.sum(scores), (c, ys), (carry, xs)), jnp.sum(ws)
+
+
+def scan(gf: GenerativeFunction, length: int | None = None) -> ScanGF:
+    """A generative function iterating ``gf(carry, x) -> (carry, y)`` with ``lax.scan``."""
+    return ScanGF(gf, length)

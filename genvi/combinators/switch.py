@@ -1,0 +1,169 @@
+"""``gv.switch`` and ``gv.cond``: stochastic branching between generative functions."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from genvi.core.choicemap import ChoiceMap, choice_map, format_address
+from genvi.core.errors import AddressError, ChoiceTypeError
+from genvi.core.genfn import GenerativeFunction
+from genvi.core.trace import Trace
+
+
+def _concrete_index(index):
+    try:
+        return int(index)
+    except (TypeError, jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError):
+        return None
+
+
+def _restrict(cm: ChoiceMap, addrs) -> ChoiceMap:
+    out = ChoiceMap()
+    for a in addrs:
+        if cm.has(a):
+            out = out.set(a, cm[a])
+    return out
+
+
+class SwitchGF(GenerativeFunction):
+    """Run branch ``index`` of ``gfs`` (all called with the same arguments).
+
+    Only the taken branch's choices count in the score. With a concrete index the trace
+    holds only that branch's choices; with a traced index (under ``jit``/``vmap``, or an
+    index that is itself random) every branch's addresses are present so the trace has a
+    static structure, and the untaken branches' values are zeros that do not count.
+    Branches must return values of the same structure, as with ``jax.lax.switch``.
+
+    Example::
+
+        @gv.gen
+        def model():
+            b = gv.flip(0.3) @ "b"
+            return gv.cond(small, large)(b, 1.0) @ "x"
+    """
+
+    def __init__(self, *gfs: GenerativeFunction):
+        if not gfs:
+            raise ValueError("switch needs at least one generative function")
+        self.gfs = gfs
+        self.name = "switch(" + ", ".join(g.name for g in gfs) + ")"
+
+    # The choice structure (shapes) of each branch, found by tracing its simulate.
+    def _shapes(self, args):
+        key = jax.random.key(0)
+        return [jax.eval_shape(lambda k, g=g: g.simulate(k, *args).choices, key) for g in self.gfs]
+
+    def _union(self, shapes):
+        union: dict = {}
+        for b, cm in enumerate(shapes):
+            for a in cm.addresses():
+                s = cm[a] if a else cm.value
+                if a in union and (union[a].shape, union[a].dtype) != (s.shape, s.dtype):
+                    raise ChoiceTypeError(
+                        f"{self.name}: branches disagree at address {format_address(a)}: "
+                        f"{union[a].dtype}{list(union[a].shape)} vs {s.dtype}{list(s.shape)} "
+                        f"(branch {b}); use different addresses or the same shape"
+                    )
+                union[a] = s
+        return union
+
+    def _pad(self, cm: ChoiceMap, union) -> ChoiceMap:
+        out = cm
+        for a, s in union.items():
+            if not out.has(a):
+                out = out.set(a, jnp.zeros(s.shape, s.dtype))
+        return out
+
+    def _branches(self, method, args, union):
+        def make(g):
+            def run(*operands):
+                tr, extra = method(g, *operands)
+                return self._pad(tr.choices, union), tr.score, tr.retval, extra
+
+            return run
+
+        return [make(g) for g in self.gfs]
+
+    def _dispatch(self, index, method, operands, args):
+        i = _concrete_index(index)
+        if i is not None:
+            i = min(max(i, 0), len(self.gfs) - 1)
+            return method(self.gfs[i], *operands)
+        union = self._union(self._shapes(args))
+        try:
+            choices, score, retval, extra = jax.lax.switch(
+                jnp.asarray(index, jnp.int32), self._branches(method, args, union), *operands
+            )
+        except TypeError as e:
+            raise ChoiceTypeError(
+                f"{self.name}: branches must return values of the same structure and shape "
+                f"({e})"
+            ) from None
+        return Trace(choices, score, retval, args), extra
+
+    def simulate(self, key, index, *args) -> Trace:
+        tr, _ = self._dispatch(
+            index, lambda g, k: (g.simulate(k, *args), jnp.zeros(())), (key,), args
+        )
+        return Trace(tr.choices, tr.score, tr.retval, (index, *args))
+
+    def _check_addresses(self, cm: ChoiceMap, args, index_known, what):
+        shapes = self._shapes(args)
+        known = set()
+        for s in shapes:
+            known.update(s.addresses())
+        unknown = [a for a in cm.addresses() if a not in known]
+        if unknown:
+            raise AddressError(
+                f"{what} of {self.name}: no branch has address(es) "
+                f"{', '.join(format_address(a) for a in unknown)}; the branches' addresses are "
+                f"{sorted(format_address(a) for a in known)}"
+            )
+        return shapes
+
+    def assess(self, choices, index, *args):
+        cm = choice_map(choices)
+        shapes = self._check_addresses(cm, args, None, "assess")
+        i = _concrete_index(index)
+        if i is None:
+            for b, s in enumerate(shapes):
+                missing = [a for a in s.addresses() if not cm.has(a)]
+                if missing:
+                    raise AddressError(
+                        f"assess of {self.name} with a traced index: branch {b} needs "
+                        f"{', '.join(format_address(a) for a in missing)}; with a traced index "
+                        "give the choices of every branch (untaken ones are ignored)"
+                    )
+
+        def method(g, c):
+            sub = _restrict(c, shapes[self.gfs.index(g)].addresses())
+            logp, ret = g.assess(sub, *args)
+            return Trace(sub, logp, ret, args), jnp.zeros(())
+
+        tr, _ = self._dispatch(index, method, (cm,), args)
+        return tr.score, tr.retval
+
+    def importance(self, key, constraints, index, *args):
+        cm = choice_map(constraints)
+        shapes = self._check_addresses(cm, args, None, "importance")
+
+        def method(g, k, c):
+            sub = _restrict(c, shapes[self.gfs.index(g)].addresses())
+            return g.importance(k, sub, *args)
+
+        tr, w = self._dispatch(index, method, (key, cm), args)
+        return Trace(tr.choices, tr.score, tr.retval, (index, *args)), w
+
+
+def switch(*gfs: GenerativeFunction) -> SwitchGF:
+    """A generative function called as ``(index, *args)`` that runs ``gfs[index](*args)``."""
+    return SwitchGF(*gfs)
+
+
+def cond(gf_true: GenerativeFunction, gf_false: GenerativeFunction) -> SwitchGF:
+    """A generative function called as ``(pred, *args)``: ``gf_true`` if ``pred`` else
+    ``gf_false``. ``pred`` may be a traced boolean or 0/1 value (a random choice, say)."""
+    sw = SwitchGF(gf_false, gf_true)
+    sw.name = f"cond({gf_true.name}, {gf_false.name})"
+    return sw

@@ -1,0 +1,19 @@
+"""Generative functions (layer 2): choice maps, traces, the interface and ``@gen``."""
+
+from genvi.core.choicemap import ChoiceMap, choice_map
+from genvi.core.errors import (
+    AddressError,
+    ChoiceTypeError,
+    GenviError,
+    ModelingError,
+    StrategyError,
+    SupportError,
+)
+from genvi.core.genfn import GenCall, GenerativeFunction, StaticGenerativeFunction, gen
+from genvi.core.trace import Trace
+
+__all__ = [
+    "ChoiceMap", "choice_map", "Trace", "GenCall", "GenerativeFunction",
+    "StaticGenerativeFunction", "gen", "GenviError", "AddressError", "ChoiceTypeError",
+    "ModelingError", "StrategyError", "SupportError",
+]

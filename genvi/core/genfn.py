@@ -1,0 +1,113 @@
+"""The generative function interface, and ``@gen`` functions.
+
+A generative function ``gf`` is a probabilistic program with three operations:
+
+- ``gf.simulate(key, *args) -> Trace``: run it, sampling every choice.
+- ``gf.assess(choices, *args) -> (log_density, retval)``: the log joint density of a
+  complete set of choices, ``log p(choices; args)``.
+- ``gf.importance(key, constraints, *args) -> (Trace, log_weight)``: run it with some
+  choices fixed; the others are sampled from their prior, and
+  ``log_weight = log p(constraints, sampled) - log q(sampled) = log p(constraints | sampled)``
+  for the prior proposal, so ``E[exp(log_weight)] = p(constraints)`` (the marginal likelihood).
+
+Calling ``gf(*args)`` does not run anything: it makes a :class:`GenCall`, which the
+``@ "addr"`` operator hands to the running interpretation.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+from genvi.core import handlers
+from genvi.core.choicemap import ChoiceMap, choice_map
+from genvi.core.trace import Trace
+
+
+class GenerativeFunction:
+    """Abstract base of everything with the generative function interface."""
+
+    name: str = "generative function"
+
+    def simulate(self, key, *args, **kwargs) -> Trace:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def assess(self, choices, *args, **kwargs):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def importance(self, key, constraints, *args, **kwargs):  # pragma: no cover
+        raise NotImplementedError
+
+    def __call__(self, *args, **kwargs) -> GenCall:
+        return GenCall(self, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<generative function {self.name}>"
+
+
+class GenCall:
+    """A generative function applied to arguments, waiting for an address: ``call @ "a"``."""
+
+    __slots__ = ("gf", "args", "kwargs")
+
+    def __init__(self, gf: GenerativeFunction, args: tuple, kwargs: dict):
+        self.gf, self.args, self.kwargs = gf, args, kwargs
+
+    def __matmul__(self, addr: Any) -> Any:
+        return handlers.visit(addr, self.gf, self.args, self.kwargs)
+
+    def __repr__(self) -> str:
+        return f"{self.gf.name}(...)  # give it an address: {self.gf.name}(...) @ \"addr\""
+
+
+class StaticGenerativeFunction(GenerativeFunction):
+    """A generative function written as a Python function (see :func:`gen`)."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        self.name = getattr(fn, "__name__", "gen")
+        functools.update_wrapper(self, fn, updated=())
+
+    def simulate(self, key, *args, **kwargs) -> Trace:
+        with handlers.SimulateHandler(self, key) as h:
+            retval = self.fn(*args, **kwargs)
+        return Trace(h.choices, h.score, retval, args)
+
+    def assess(self, choices, *args, **kwargs):
+        choices = choice_map(choices)
+        with handlers.AssessHandler(self, choices) as h:
+            retval = self.fn(*args, **kwargs)
+        handlers.check_all_used(self, choices, h.choices, "assess")
+        return h.score, retval
+
+    def importance(self, key, constraints, *args, **kwargs):
+        constraints = choice_map(constraints)
+        with handlers.ImportanceHandler(self, key, constraints) as h:
+            retval = self.fn(*args, **kwargs)
+        handlers.check_all_used(self, constraints, h.choices, "importance")
+        return Trace(h.choices, h.score, retval, args), h.weight
+
+
+def gen(fn: Callable) -> StaticGenerativeFunction:
+    """Make a generative function from a Python function.
+
+    Inside, ``dist(args) @ "addr"`` makes a random choice at ``addr`` and
+    ``other_gf(args) @ "addr"`` calls another generative function, whose choices live
+    under ``addr``. The body is ordinary Python and JAX: closures, pytrees, ``jax.lax``
+    control flow (random choices inside ``lax`` loops go through :func:`genvi.scan`).
+
+    Example::
+
+        @gv.gen
+        def model(theta):
+            z = gv.normal(theta, 1.0) @ "z"
+            gv.normal(z, 0.5) @ "x"
+            return z
+
+        tr = model.simulate(jax.random.key(0), 0.0)
+        logp, z = model.assess(tr.choices, 0.0)
+    """
+    return StaticGenerativeFunction(fn)
+
+
+__all__ = ["ChoiceMap", "GenCall", "GenerativeFunction", "StaticGenerativeFunction", "gen"]

@@ -1,0 +1,199 @@
+"""Distributions as generative functions with one random choice and a gradient strategy."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genvi import _config
+from genvi.core import handlers
+from genvi.core.choicemap import ChoiceMap, choice_map, format_address
+from genvi.core.errors import ChoiceTypeError, SupportError
+from genvi.core.genfn import GenerativeFunction
+from genvi.core.trace import Trace
+from genvi.distributions import strategies as S
+from genvi.distributions.family import BaseSite, Family, describe_args, family_from_numpyro
+from genvi.distributions.primitive import sample_bind
+
+
+class Distribution(GenerativeFunction):
+    """A distribution family with a gradient strategy, usable as ``dist(args) @ "addr"``.
+
+    Strategy variants are attributes: ``.reparam``, ``.reinforce``, ``.enum``, ``.mvd``;
+    ``.reinforce.with_baseline(b)`` adds a control variate. Asking for a strategy that
+    cannot apply raises :class:`genvi.StrategyError` naming the distribution.
+    """
+
+    def __init__(self, family: Family, strategy: S.Strategy | None = None, operands: tuple = ()):
+        if strategy is None:
+            strategy = S.REPARAM if family.reparam else S.REINFORCE
+        strategy.check(family)
+        self.family = family
+        self.strategy = strategy
+        self.operands = tuple(operands)
+        self.name = family.name
+
+    # ----- strategy variants -----
+    def with_strategy(self, strategy: S.Strategy, operands: tuple = ()) -> Distribution:
+        """This family with another gradient strategy."""
+        return Distribution(self.family, strategy, operands)
+
+    @property
+    def reparam(self) -> Distribution:
+        """Pathwise gradients (explicit or implicit reparameterization)."""
+        return self.with_strategy(S.REPARAM)
+
+    @property
+    def reinforce(self) -> Distribution:
+        """Score-function (REINFORCE) gradients."""
+        return self.with_strategy(S.REINFORCE)
+
+    @property
+    def enum(self) -> Distribution:
+        """Exact enumeration of the (finite) support."""
+        return self.with_strategy(S.ENUM)
+
+    @property
+    def mvd(self) -> Distribution:
+        """Measure-valued derivatives."""
+        return self.with_strategy(S.MVD)
+
+    def with_baseline(self, baseline) -> Distribution:
+        """REINFORCE with the control variate ``baseline`` (a constant or a learned
+        parameter passed as an argument; one per particle under ``vmap`` if you like)."""
+        if not isinstance(self.strategy, S.Reinforce):
+            raise S.StrategyError(
+                f"a baseline wraps REINFORCE, but {self.name} has strategy {self.strategy.name}; "
+                f"write {self.name}.reinforce.with_baseline(b)"
+            )
+        return Distribution(self.family, S.Baselined(), (baseline,))
+
+    def __repr__(self) -> str:
+        return f"<distribution {self.name} with {self.strategy.name}>"
+
+    # ----- sampling and density -----
+    def _args(self, args, kwargs):
+        return self.family.bind(args, kwargs)
+
+    def _site(self, args):
+        flat, tree = jax.tree_util.tree_flatten(args)
+        return BaseSite(self.family, tree), tuple(flat)
+
+    def sample(self, key, *args, **kwargs):
+        """Draw a value (a plain sample, outside any generative function)."""
+        return self.simulate(key, *args, **kwargs).retval
+
+    def logpdf(self, value, *args, **kwargs):
+        """``log p(value; args)``, summed over the elements of an array-valued choice."""
+        args = self._args(args, kwargs)
+        site, flat = self._site(args)
+        value = self._check_value(value, args)
+        return site.logpdf(value, flat)
+
+    def simulate(self, key, *args, **kwargs) -> Trace:
+        args = self._args(args, kwargs)
+        self._validate(args)
+        site, flat = self._site(args)
+        value = sample_bind(
+            key, flat, self.operands, site=site, strategy=self.strategy,
+            addr=handlers.current_address(),
+        )
+        return Trace(ChoiceMap.leaf(value), site.logpdf(value, flat), value, args)
+
+    def assess(self, choices, *args, **kwargs):
+        args = self._args(args, kwargs)
+        self._validate(args)
+        value = self._check_value(_leaf_value(choices, self), args)
+        site, flat = self._site(args)
+        return site.logpdf(value, flat), value
+
+    def importance(self, key, constraints, *args, **kwargs):
+        cm = choice_map(constraints)
+        if cm.is_empty():
+            return self.simulate(key, *args, **kwargs), jnp.zeros(())
+        logp, value = self.assess(cm, *args, **kwargs)
+        return Trace(ChoiceMap.leaf(value), logp, value, self._args(args, kwargs)), logp
+
+    # ----- checks -----
+    def _where(self) -> str:
+        addr = handlers.current_address()
+        return f"at address {format_address(addr)}" if addr else "(top level)"
+
+    def _check_value(self, value, args):
+        if isinstance(value, jax.Array) and jnp.issubdtype(value.dtype, jax.dtypes.prng_key):
+            raise ChoiceTypeError(f"{self.name} {self._where()}: got a PRNG key as a value")
+        value = jnp.asarray(value)
+        site, flat = self._site(args)
+        expect = jax.eval_shape(lambda k: site.sample(k, flat), jax.random.key(0))
+        if value.shape != expect.shape:
+            raise ChoiceTypeError(
+                f"{self.name}{describe_args(args)} {self._where()} makes choices of shape "
+                f"{expect.shape}, but the value given has shape {value.shape}. "
+                "Array-valued choices take their shape from the parameters: broadcast them "
+                "(e.g. jnp.broadcast_to(loc, x.shape)) to score a whole array at one address"
+            )
+        kind = value.dtype.kind
+        if kind not in "biuf":
+            raise ChoiceTypeError(
+                f"{self.name} {self._where()}: a value of dtype {value.dtype} cannot be scored; "
+                f"expected {expect.dtype}"
+            )
+        if not self.family.discrete and kind == "b":
+            raise ChoiceTypeError(
+                f"{self.name} {self._where()} is continuous but the value given is boolean; "
+                f"convert it to {expect.dtype}"
+            )
+        if not self.family.discrete and kind in "iu":
+            value = value.astype(expect.dtype)
+        return value
+
+    def _validate(self, args):
+        if not _config.validation_enabled():
+            return
+        d = self.family.dist(args)
+        for pname, constraint in getattr(d, "arg_constraints", {}).items():
+            val = getattr(d, pname, None)
+            if val is None:
+                continue
+            ok = constraint(val)
+            msg = (
+                f"{self.name} {self._where()}: parameter {pname!r} lies outside its support "
+                f"({constraint}); got {{}}"
+            )
+            if isinstance(ok, jax.core.Tracer):
+                def _raise(ok_, val_, msg=msg):
+                    if not np.all(ok_):
+                        raise SupportError(msg.format(np.asarray(val_)))
+
+                jax.debug.callback(_raise, ok, val)
+            elif not np.all(np.asarray(ok)):
+                raise SupportError(msg.format(np.asarray(val)))
+
+
+def _leaf_value(choices, dist: Distribution):
+    if isinstance(choices, ChoiceMap):
+        if not choices.is_leaf:
+            raise ChoiceTypeError(
+                f"{dist.name} {dist._where()}: expected a value, got a choice map with "
+                f"addresses {choices.addresses()}"
+            )
+        return choices.value
+    if isinstance(choices, dict):
+        raise ChoiceTypeError(f"{dist.name} {dist._where()}: expected a value, got a dict")
+    return choices
+
+
+def distribution(numpyro_cls, name: str | None = None) -> Distribution:
+    """Wrap any ``numpyro.distributions`` class as a genvi distribution.
+
+    Positional and keyword parameters are those of the numpyro constructor. The default
+    strategy is REPARAM when numpyro's sampler is reparameterized (``has_rsample``), else
+    REINFORCE; ENUM is available when the support is enumerable.
+
+    Example::
+
+        student_t = gv.distribution(numpyro.distributions.StudentT)
+        x = student_t(3.0, 0.0, 1.0) @ "x"
+    """
+    return Distribution(family_from_numpyro(numpyro_cls, name))

@@ -1,0 +1,238 @@
+"""Distribution families: a thin, hashable layer over ``numpyro.distributions``.
+
+A :class:`Family` knows how to build the numpyro distribution from positional parameters
+and what it supports (reparameterized sampling, enumeration of a finite support). A
+:class:`SiteSpec` is what the ``sample`` primitive carries: a family plus the tree
+structure of its flattened parameters, possibly batched by ``jax.vmap``
+(:class:`BatchedSite`). Strategy rules only talk to a ``SiteSpec``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genvi.core.errors import StrategyError
+
+
+@dataclass(frozen=True, eq=False)
+class Family:
+    """A distribution family backed by numpyro.
+
+    Attributes:
+        name: the genvi name (``"normal"``).
+        make: positional parameters -> a ``numpyro.distributions.Distribution``.
+        discrete: whether values are integers.
+        reparam: whether sampling is (explicitly or implicitly) reparameterizable.
+        enum_support: for finite supports, parameters -> the candidate values
+            (a 1-D array shared by all elements), else ``None``.
+        mvd: name of the measure-valued-derivative rule, or ``None``.
+        params: the names of the positional parameters (for keyword calls and errors).
+    """
+
+    name: str
+    make: Callable[..., Any]
+    discrete: bool
+    reparam: bool
+    enum_support: Callable[..., Any] | None = None
+    mvd: str | None = None
+    params: tuple[str, ...] = field(default=())
+
+    def bind(self, args: tuple, kwargs: dict) -> tuple:
+        """Positional parameters from a call's ``args`` and ``kwargs``."""
+        if not kwargs:
+            return tuple(args)
+        sig = inspect.Signature(
+            [inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in self.params]
+        )
+        try:
+            bound = sig.bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"{self.name}{sig}: {e}") from None
+        return tuple(bound.arguments[p] for p in self.params if p in bound.arguments)
+
+    def dist(self, args: tuple):
+        try:
+            return self.make(*args)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{self.name}{self.signature()}: cannot build from {describe_args(args)}: {e}") from None
+
+    def signature(self) -> str:
+        return "(" + ", ".join(self.params) + ")"
+
+    def __repr__(self) -> str:
+        return f"Family({self.name})"
+
+
+def describe_args(args: Any) -> str:
+    """``"(loc: float32[3], scale: float32[])"``-style description of parameters."""
+    parts = []
+    for a in args:
+        shape = getattr(a, "shape", np.shape(a))
+        dtype = getattr(a, "dtype", type(a).__name__)
+        parts.append(f"{dtype}{list(shape)}")
+    return "(" + ", ".join(parts) + ")"
+
+
+def family_from_numpyro(cls, name: str | None = None) -> Family:
+    """A :class:`Family` for any numpyro distribution class."""
+    params = tuple(
+        p.name
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.name not in ("self", "validate_args")
+        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.POSITIONAL_ONLY)
+    )
+    support = getattr(cls, "support", None)
+    discrete = bool(getattr(support, "is_discrete", False))
+    enum = None
+    if getattr(cls, "has_enumerate_support", False):
+        enum = _numpyro_enum_support(cls)
+    return Family(
+        name=name or cls.__name__,
+        make=cls,
+        discrete=discrete,
+        reparam=bool(getattr(cls, "has_rsample", False)) and not discrete,
+        enum_support=enum,
+        params=params,
+    )
+
+
+def _numpyro_enum_support(cls):
+    def support(*args):
+        d = cls(*args)
+        try:
+            vals = d.enumerate_support(expand=False)
+        except Exception as e:  # noqa: BLE001 - e.g. a traced total count
+            raise StrategyError(
+                f"ENUM of {cls.__name__}: cannot enumerate its support here ({e}); "
+                "its size must be known when the program is traced"
+            ) from None
+        return jnp.reshape(vals, (-1,))
+
+    return support
+
+
+# ---------------------------------------------------------------------------------------
+# Sites: what the sample primitive carries.
+
+
+class SiteSpec:
+    """Interface of a sampling site: a family with flattened parameters."""
+
+    family: Family
+
+    def sample(self, key, flat):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def logpdf_batch(self, value, flat):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def logpdf_elements(self, value, flat):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def logpdf(self, value, flat):
+        """Total log density of the value: the sum over all its elements."""
+        return jnp.sum(self.logpdf_batch(value, flat))
+
+    def mvd_candidates(self, key, value, flat, dflat):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    @property
+    def base(self) -> BaseSite:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class BaseSite(SiteSpec):
+    """A family called with parameters whose pytree structure is ``in_tree``."""
+
+    family: Family
+    in_tree: Any
+
+    @property
+    def base(self) -> BaseSite:
+        return self
+
+    def args(self, flat):
+        return jax.tree_util.tree_unflatten(self.in_tree, list(flat))
+
+    def dist(self, flat):
+        return self.family.dist(tuple(self.args(flat)))
+
+    def sample(self, key, flat):
+        return self.dist(flat).sample(key)
+
+    def logpdf_batch(self, value, flat):
+        return jnp.sum(self.dist(flat).log_prob(value))
+
+    def logpdf_elements(self, value, flat):
+        """Log density of each element (scalar-event families): an array shaped as the value."""
+        d = self.dist(flat)
+        lp = d.log_prob(value)
+        return jnp.broadcast_to(lp, jnp.shape(value)[: jnp.ndim(value) - len(d.event_shape)])
+
+    def support_values(self, flat):
+        assert self.family.enum_support is not None
+        return self.family.enum_support(*self.args(flat))
+
+    def mvd_candidates(self, key, value, flat, dflat):
+        from genvi.distributions.mvd import mvd_candidates
+
+        return mvd_candidates(self.family.mvd, key, value, self.args(flat), self.args(dflat))
+
+
+@dataclass(frozen=True)
+class BatchedSite(SiteSpec):
+    """A site vectorized by ``jax.vmap``: ``dims[0]`` is the key's batch axis, the rest the
+    parameters' (each 0 or ``None``); values gain a leading axis of ``size``."""
+
+    inner: SiteSpec
+    dims: tuple
+    size: int
+
+    @property
+    def family(self) -> Family:  # type: ignore[override]
+        return self.inner.family
+
+    @property
+    def base(self) -> BaseSite:
+        return self.inner.base
+
+    def _vm(self, fn, value_axis=True):
+        in_axes = ((0,) if value_axis else ()) + tuple(self.dims[1:])
+        return jax.vmap(fn, in_axes=in_axes, axis_size=self.size)
+
+    def sample(self, key, flat):
+        return jax.vmap(
+            lambda k, *f: self.inner.sample(k, f), in_axes=self.dims, axis_size=self.size
+        )(key, *flat)
+
+    def logpdf_batch(self, value, flat):
+        return self._vm(lambda v, *f: self.inner.logpdf_batch(v, f))(value, *flat)
+
+    def logpdf_elements(self, value, flat):
+        return self._vm(lambda v, *f: self.inner.logpdf_elements(v, f))(value, *flat)
+
+    def support_values(self, flat):
+        # Candidate values depend only on shapes or static counts, the same for every row.
+        sliced = [f if d is None else f[0] for f, d in zip(flat, self.dims[1:])]
+        return self.inner.support_values(sliced)
+
+    def mvd_candidates(self, key, value, flat, dflat):
+        kd = self.dims[0]
+        fn = jax.vmap(
+            lambda k, v, f, df: self.inner.mvd_candidates(k, v, f, df),
+            in_axes=(kd, 0, list(self.dims[1:]), list(self.dims[1:])),
+            axis_size=self.size,
+        )
+        cands, weights = fn(key, value, list(flat), list(dflat))
+        # [B, n_inner, M, ...] -> [B * n_inner, M, ...]
+        return (
+            cands.reshape((-1,) + cands.shape[2:]),
+            weights.reshape((-1,) + weights.shape[2:]),
+        )

@@ -1,0 +1,338 @@
+"""Gradient strategies: how a random choice contributes to a gradient estimator.
+
+A strategy is a small immutable value attached to a distribution (``gv.normal.reinforce``
+is sugar for the normal family with :class:`Reinforce`). Outside an expectation every
+strategy samples the same way. Inside :func:`genvi.expectation`, the ADEV transformation
+(Lew et al., POPL 2023) calls the strategy's :meth:`Strategy.jvp_estimate` with the rest
+of the program as a *continuation* ``kont``: a function from a dual number (value,
+tangent) of the choice to a dual number (estimate, tangent estimate) of the objective.
+Each rule returns an unbiased forward-mode estimate of ``(E[f], d E[f])``; reverse mode
+comes from transposing it with JAX.
+
+Notation: ``f`` is the continuation, ``p_theta`` the distribution, ``dtheta`` the
+tangent of its parameters, ``(v, dv) = kont(z, dz)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from genvi.core.errors import StrategyError
+from genvi.distributions.family import Family, SiteSpec
+
+Kont = Callable[[Any, Any], tuple[Any, Any]]
+
+
+class SiteCall(NamedTuple):
+    """Everything a rule knows about one sample site being differentiated."""
+
+    key: Any
+    site: SiteSpec
+    flat: tuple
+    dflat: tuple  # tangents of the parameters; None where zero
+    operands: tuple  # the strategy's own dynamic operands (a baseline)
+    addr: tuple  # the address, for error messages
+
+    @property
+    def has_tangent(self) -> bool:
+        return any(t is not None for t in self.dflat)
+
+    def where(self) -> str:
+        from genvi.core.choicemap import format_address
+
+        return f"address {format_address(self.addr)}" if self.addr else "an anonymous sample"
+
+
+class ScoreAccumulator:
+    """Score terms of REINFORCE choices whose continuation cannot be captured (inside
+    ``lax.scan``, ``lax.cond`` and ``gv.scan``): ``S = sum dlogp`` and ``B = sum b dlogp``,
+    applied as ``dv += v * S - B`` once the final value ``v`` is known."""
+
+    def __init__(self):
+        self.s = None
+        self.b = None
+
+    def add(self, dlogp_batch, baseline):
+        s = jnp.sum(dlogp_batch)
+        self.s = s if self.s is None else self.s + s
+        if baseline is not None:
+            b = jnp.sum(jnp.broadcast_to(baseline, jnp.shape(dlogp_batch)) * dlogp_batch)
+            self.b = b if self.b is None else self.b + b
+
+
+def _jvp(fn, primals, tangents):
+    """``jax.jvp`` with ``None`` for zero tangents; returns ``(out, None)`` if all are zero."""
+    if all(t is None for t in tangents):
+        return fn(*primals), None
+    tangents = tuple(
+        jnp.zeros_like(p) if t is None else t for p, t in zip(primals, tangents)
+    )
+    return jax.jvp(fn, tuple(primals), tangents)
+
+
+def _zeros_if_none(dv, v):
+    return jnp.zeros_like(v) if dv is None else dv
+
+
+def float_tangents(flat, dflat):
+    """Split parameters into inexact ones (which carry tangents) and the rest."""
+    idx = [i for i, a in enumerate(flat) if jnp.issubdtype(jnp.result_type(a), jnp.inexact)]
+    return idx
+
+
+def _score_jvp(call: SiteCall, z, fn_name: str):
+    """Tangent of ``site.<fn_name>(z, params)`` in the parameters (None if none flows)."""
+    idx = float_tangents(call.flat, call.dflat)
+    if not any(call.dflat[i] is not None for i in idx):
+        return None
+    fn = getattr(call.site, fn_name)
+
+    def f(*fl):
+        full = list(call.flat)
+        for i, a in zip(idx, fl):
+            full[i] = a
+        return fn(z, tuple(full))
+
+    _, t = _jvp(f, [call.flat[i] for i in idx], [call.dflat[i] for i in idx])
+    return t
+
+
+def _eval_elementwise(z, cands, kont):
+    """Evaluate the continuation at ``z`` with each element ``i`` replaced by ``cands[i, m]``.
+
+    Returns ``(v, dv)`` of shape ``[n, M]``. Randomness downstream is shared across the
+    evaluations (common random numbers), which keeps every weighted sum unbiased."""
+    n, m = cands.shape
+    flat = jnp.reshape(z, (-1,))
+    eye = jnp.eye(n, dtype=bool)
+    batch = jnp.where(eye[:, None, :], cands[:, :, None], flat[None, None, :])
+    batch = batch.reshape((n * m,) + jnp.shape(z))
+
+    def one(zz):
+        v, dv = kont(zz, None)
+        return v, _zeros_if_none(dv, v)
+
+    v, dv = jax.vmap(one)(batch)
+    return v.reshape((n, m)), dv.reshape((n, m))
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """Base class of gradient strategies. Subclasses are final."""
+
+    name = "STRATEGY"
+    # whether the rule needs the continuation (ENUM, MVD), or can run in a loop body
+    needs_continuation = False
+
+    def check(self, family: Family) -> None:
+        """Raise :class:`StrategyError` if this strategy cannot apply to ``family``."""
+
+    def n_operands(self) -> int:
+        return 0
+
+    def jvp_estimate(self, call: SiteCall, kont: Kont):
+        raise NotImplementedError
+
+    def local_estimate(self, call: SiteCall, acc: ScoreAccumulator):
+        """Sample ``(z, dz)`` without a continuation, recording score terms in ``acc``."""
+        raise StrategyError(
+            f"{self.name} at {call.where()} ({call.site.family.name}) needs the rest of the "
+            "program as a continuation, which a compiled loop or branch (lax.scan, "
+            "lax.cond, gv.scan, gv.cond) cannot give: use .reinforce or .reparam there, "
+            "or move the choice out of the loop"
+        )
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, repr=False)
+class Reparam(Strategy):
+    """REPARAM: the pathwise estimator. ``z = g(theta, eps)`` with ``eps`` independent of
+    theta, so ``d E[f(z)] = E[f'(z) dz]``: the rule returns ``kont(z, dz)`` with
+    ``(z, dz) = jvp(sample)``. Gamma, beta and dirichlet use *implicit*
+    reparameterization (Figurnov et al., 2018): ``dz = -(dF/dtheta) / p(z)`` with ``F``
+    the CDF, which ``jax.random.gamma`` implements."""
+
+    name = "REPARAM"
+
+    def check(self, family):
+        if not family.reparam:
+            kind = "discrete" if family.discrete else "not reparameterizable"
+            raise StrategyError(
+                f"REPARAM cannot apply to {family.name}: it is {kind}; "
+                f"use {family.name}.reinforce"
+                + (", .enum" if family.enum_support is not None else "")
+                + (", .mvd" if family.mvd else "")
+                + " instead"
+            )
+
+    def _sample(self, call):
+        idx = float_tangents(call.flat, call.dflat)
+
+        def f(*fl):
+            full = list(call.flat)
+            for i, a in zip(idx, fl):
+                full[i] = a
+            return call.site.sample(call.key, tuple(full))
+
+        z, dz = _jvp(f, [call.flat[i] for i in idx], [call.dflat[i] for i in idx])
+        return z, dz
+
+    def jvp_estimate(self, call, kont):
+        return kont(*self._sample(call))
+
+    def local_estimate(self, call, acc):
+        return self._sample(call)
+
+
+@dataclass(frozen=True, repr=False)
+class Reinforce(Strategy):
+    """REINFORCE, the score-function estimator (Williams, 1992):
+    ``d E[f(z)] = E[df(z) + f(z) dlog p_theta(z)]``, since ``E[dlog p] = 0``. The rule:
+    ``(v, dv) = kont(z, None)``, return ``(v, dv + v * dlog p(z))``. Applies to every
+    distribution. Wrap with :class:`Baselined` (``dist.reinforce.with_baseline(b)``) to
+    subtract a control variate."""
+
+    name = "REINFORCE"
+
+    def jvp_estimate(self, call, kont):
+        z = call.site.sample(call.key, call.flat)
+        v, dv = kont(z, None)
+        dlogp = _score_jvp(call, z, "logpdf_batch")
+        if dlogp is None:
+            return v, dv
+        baseline = call.operands[0] if call.operands else None
+        if baseline is None:
+            term = v * jnp.sum(dlogp)
+        else:
+            b = jax.lax.stop_gradient(baseline)
+            term = jnp.sum((v - jnp.broadcast_to(b, jnp.shape(dlogp))) * dlogp)
+        return v, _zeros_if_none(dv, v) + term
+
+    def local_estimate(self, call, acc):
+        z = call.site.sample(call.key, call.flat)
+        dlogp = _score_jvp(call, z, "logpdf_batch")
+        if dlogp is not None:
+            b = call.operands[0] if call.operands else None
+            acc.add(dlogp, None if b is None else jax.lax.stop_gradient(b))
+        return z, None
+
+
+@dataclass(frozen=True, repr=False)
+class Baselined(Reinforce):
+    """REINFORCE with a control variate ``b``, independent of the choice:
+    ``d E[f(z)] = E[df(z) + (f(z) - b) dlog p_theta(z)]`` (unbiased since
+    ``E[b dlog p] = b E[dlog p] = 0``). ``b`` is a dynamic operand: a constant, or a
+    learned parameter passed in as an argument (its gradient is not part of this
+    estimator; train it on a variance loss). For a choice vectorized over particles
+    (``gv.vmap``/``jax.vmap``), ``b`` may hold one baseline per particle."""
+
+    name = "REINFORCE+baseline"
+
+    def n_operands(self) -> int:
+        return 1
+
+
+@dataclass(frozen=True, repr=False)
+class Enum(Strategy):
+    """ENUM: exact enumeration of a finite support.
+
+    For a scalar choice: ``E[f] = sum_v p(v) f(v)`` and
+    ``dE = sum_v p(v) (dlog p(v) f(v) + df(v))``, computed exactly by evaluating the
+    continuation at every value (vectorized). For an array of ``n`` independent elements
+    the joint support is exponential, so elements are enumerated one at a time, the
+    others kept at a sampled ``z``: with ``z^{i,v}`` = z with element ``i`` set to ``v``,
+
+        value   = (1/n) sum_{i,v} p_i(v) f(z^{i,v})
+        tangent = sum_{i,v} p_i(v) dlog p_i(v) f(z^{i,v}) + (1/n) sum_{i,v} p_i(v) df(z^{i,v})
+
+    Both are unbiased (the first term of the tangent is, for each ``i``, the exact
+    derivative of ``p_i`` given the other elements); the cost is ``n * |support|``
+    evaluations, linear in ``n``. With ``n = 1`` this is exact, with zero variance."""
+
+    name = "ENUM"
+    needs_continuation = True
+
+    def check(self, family):
+        if family.enum_support is None:
+            raise StrategyError(
+                f"ENUM cannot apply to {family.name}: its support is not finite; "
+                f"use {family.name}.reinforce"
+                + (" or .mvd" if family.mvd else "")
+                + (" or .reparam" if family.reparam else "")
+            )
+
+    def jvp_estimate(self, call, kont):
+        site = call.site
+        z = site.sample(call.key, call.flat)
+        values = site.support_values(call.flat)  # [V]
+        shape, n = jnp.shape(z), int(jnp.size(z))
+        grid = jnp.broadcast_to(values.astype(z.dtype)[:, None], (values.shape[0], n))
+        grid = grid.reshape((values.shape[0],) + shape)  # [V, *shape]
+
+        def logp_grid(*fl):
+            return jax.vmap(lambda g: site.logpdf_elements(g, fl))(grid).reshape(-1, n).T
+
+        idx = float_tangents(call.flat, call.dflat)
+
+        def logp_fl(*fsub):
+            full = list(call.flat)
+            for i, a in zip(idx, fsub):
+                full[i] = a
+            return logp_grid(*full)
+
+        logp, dlogp = _jvp(logp_fl, [call.flat[i] for i in idx], [call.dflat[i] for i in idx])
+        p = jnp.exp(logp)  # [n, V]
+        v, dv = _eval_elementwise(z, grid.reshape(values.shape[0], n).T, kont)
+        value = jnp.sum(p * v) / n
+        tangent = jnp.sum(p * dv) / n
+        if dlogp is not None:
+            tangent = tangent + jnp.sum(jnp.where(p > 0, p * dlogp * v, 0.0))
+        return value, tangent
+
+
+@dataclass(frozen=True, repr=False)
+class MeasureValued(Strategy):
+    """MVD: measure-valued derivatives (see :mod:`genvi.distributions.mvd` for each
+    family's decomposition). Value ``f(z)``; tangent
+    ``sum_{i,m} w[i,m] f(z with element i := c[i,m]) + df(z)``, unbiased for
+    ``d E[f]``. Needs no derivative of ``f`` in the choice, so it applies to discrete
+    choices, at the cost of a few extra evaluations of the continuation per element."""
+
+    name = "MVD"
+    needs_continuation = True
+
+    def check(self, family):
+        if family.mvd is None:
+            raise StrategyError(
+                f"MVD is not available for {family.name}: genvi has measure-valued "
+                "derivatives for normal, flip, bernoulli, categorical, poisson and "
+                f"geometric; use {family.name}.reinforce"
+                + (" or .reparam" if family.reparam else "")
+            )
+
+    def jvp_estimate(self, call, kont):
+        site = call.site
+        k1, k2 = jax.random.split(call.key)
+        z = site.sample(k1, call.flat)
+        v, dv = kont(z, None)
+        if not call.has_tangent:
+            return v, dv
+        dflat = tuple(
+            jnp.zeros(jnp.shape(a), jnp.result_type(float)) if t is None else t
+            for a, t in zip(call.flat, call.dflat)
+        )
+        cands, weights = site.mvd_candidates(k2, z, call.flat, dflat)
+        vs, _ = _eval_elementwise(z, cands, kont)
+        return v, _zeros_if_none(dv, v) + jnp.sum(weights * vs)
+
+
+REPARAM = Reparam()
+REINFORCE = Reinforce()
+ENUM = Enum()
+MVD = MeasureValued()
