@@ -21,6 +21,8 @@ from genvi.core import (
     choice_map,
     gen,
 )
+from genvi import objectives
+from genvi.inference import ImportanceResult, importance_sampling
 from genvi.distributions import (
     ENUM,
     MVD,
@@ -56,13 +58,13 @@ __version__ = "0.1.0"
 __all__ = [
     "gen", "ChoiceMap", "choice_map", "Trace", "GenCall", "GenerativeFunction",
     "vmap", "scan", "cond", "switch",
-    "expectation", "Expectation",
+    "expectation", "Expectation", "objectives",
     "Distribution", "distribution", "Strategy", "Reparam", "Reinforce", "Baselined", "Enum",
     "MeasureValued", "REPARAM", "REINFORCE", "ENUM", "MVD",
     "normal", "mv_normal_diag", "mv_normal", "flip", "bernoulli", "categorical", "beta",
     "gamma", "dirichlet", "poisson", "geometric", "uniform", "exponential", "laplace",
     "binomial",
-    "validate", "validation_enabled",
+    "validate", "validation_enabled", "importance_sampling", "ImportanceResult",
     "GenviError", "AddressError", "ChoiceTypeError", "ModelingError", "StrategyError",
     "SupportError",
 ]

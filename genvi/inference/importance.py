@@ -1,0 +1,63 @@
+"""Importance sampling with the prior (or any ``importance``) proposal."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+from genvi.core.choicemap import choice_map
+from genvi.core.genfn import GenerativeFunction
+from genvi.core.trace import Trace
+
+
+class ImportanceResult(NamedTuple):
+    """Particles of importance sampling.
+
+    Attributes:
+        traces: the particles' traces, batched along a leading axis.
+        log_weights: their log importance weights.
+        log_ml: ``log((1/K) sum_k exp(log_weights[k]))``, whose exponential is an
+            unbiased estimate of the marginal likelihood ``p(obs)``.
+    """
+
+    traces: Trace
+    log_weights: Any
+    log_ml: Any
+
+    @property
+    def normalized_weights(self):
+        """Self-normalized weights (summing to one)."""
+        return jax.nn.softmax(self.log_weights)
+
+    def mean(self, fn):
+        """Self-normalized estimate of ``E[fn(choices) | obs]``."""
+        vals = jax.vmap(fn)(self.traces.choices)
+        w = self.normalized_weights.reshape((-1,) + (1,) * (jnp.ndim(vals) - 1))
+        return jnp.sum(w * vals, axis=0)
+
+    @property
+    def effective_sample_size(self):
+        """Kish's effective sample size, ``1 / sum w_k^2`` with normalized weights."""
+        w = self.normalized_weights
+        return 1.0 / jnp.sum(w**2)
+
+
+def importance_sampling(
+    key, model: GenerativeFunction, observations, args: tuple = (), particles: int = 1000
+) -> ImportanceResult:
+    """``particles`` runs of ``model.importance`` constrained by ``observations``.
+
+    Example::
+
+        res = gv.importance_sampling(key, model, {"x": 1.0}, (0.0,), particles=10_000)
+        posterior_mean = res.mean(lambda c: c["z"])
+    """
+    if particles < 1:
+        raise ValueError(f"importance_sampling needs particles >= 1, got {particles}")
+    obs = choice_map(observations)
+    keys = jax.random.split(key, particles)
+    traces, logw = jax.vmap(lambda k: model.importance(k, obs, *args))(keys)
+    return ImportanceResult(traces, logw, logsumexp(logw) - jnp.log(particles))
