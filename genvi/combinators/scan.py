@@ -16,17 +16,6 @@ class ScanGF(GenerativeFunction):
     ``jax.lax.scan``. Called as ``(carry0, xs)``; returns ``(carry_final, ys)``. Each
     address of ``gf`` gains a leading time axis of size ``length``; the score is the sum
     over steps. The body is traced once: the staged program does not grow with ``length``.
-
-    Example::
-
-        @gv.gen
-        def step(z, _):
-            z = gv.normal(0.9 * z, 1.0) @ "z"
-            gv.normal(z, 0.5) @ "y"
-            return z, None
-
-        chain = gv.scan(step, length=100)
-        tr = chain.simulate(key, 0.0, None)     # tr.choices["z"].shape == (100,)
     """
 
     def __init__(self, gf: GenerativeFunction, length: int | None = None):
@@ -87,6 +76,27 @@ class ScanGF(GenerativeFunction):
         c, (logps, ys) = jax.lax.scan(body, carry, (cm, xs), length=n)
         return jnp.sum(logps), (c, ys)
 
+    @property
+    def has_estimated_density(self):
+        return self.gf.has_estimated_density
+
+    def estimate_logpdf(self, key, choices, carry, xs=None):
+        if not self.gf.has_estimated_density:
+            return self.assess(choices, carry, xs)
+        n = self._length(xs)
+        cm = choice_map(choices)
+        self._check(cm, n)
+
+        def body(c, kchx):
+            k, ch, x = kchx
+            logp, ret = self.gf.estimate_logpdf(k, ch, c, x)
+            c2, y = self._split_ret(ret, self.name)
+            return c2, (logp, y)
+
+        keys = jax.random.split(key, n)
+        c, (logps, ys) = jax.lax.scan(body, carry, (keys, cm, xs), length=n)
+        return jnp.sum(logps), (c, ys)
+
     def importance(self, key, constraints, carry, xs=None):
         n = self._length(xs)
         cm = choice_map(constraints)
@@ -104,5 +114,17 @@ class ScanGF(GenerativeFunction):
 
 
 def scan(gf: GenerativeFunction, length: int | None = None) -> ScanGF:
-    """A generative function iterating ``gf(carry, x) -> (carry, y)`` with ``lax.scan``."""
+    """A generative function iterating ``gf(carry, x) -> (carry, y)`` with ``lax.scan``.
+
+    Examples:
+        >>> @gv.gen
+        ... def step(z, _):
+        ...     z = gv.normal(0.9 * z, 1.0) @ "z"
+        ...     gv.normal(z, 0.5) @ "y"
+        ...     return z, None
+        >>> chain = gv.scan(step, length=100)
+        >>> tr = chain.simulate(jax.random.key(0), 0.0, None)
+        >>> tr.choices["z"].shape
+        (100,)
+    """
     return ScanGF(gf, length)

@@ -34,13 +34,6 @@ class SwitchGF(GenerativeFunction):
     index that is itself random) every branch's addresses are present so the trace has a
     static structure, and the untaken branches' values are zeros that do not count.
     Branches must return values of the same structure, as with ``jax.lax.switch``.
-
-    Example::
-
-        @gv.gen
-        def model():
-            b = gv.flip(0.3) @ "b"
-            return gv.cond(small, large)(b, 1.0) @ "x"
     """
 
     def __init__(self, *gfs: GenerativeFunction):
@@ -157,13 +150,42 @@ class SwitchGF(GenerativeFunction):
 
 
 def switch(*gfs: GenerativeFunction) -> SwitchGF:
-    """A generative function called as ``(index, *args)`` that runs ``gfs[index](*args)``."""
+    """A generative function called as ``(index, *args)`` that runs ``gfs[index](*args)``.
+
+    Examples:
+        >>> @gv.gen
+        ... def a(mu):
+        ...     return gv.normal(mu, 1.0) @ "x"
+        >>> @gv.gen
+        ... def b(mu):
+        ...     return gv.laplace(mu, 1.0) @ "x"
+        >>> sw = gv.switch(a, b)
+        >>> logp, x = sw.assess({"x": 0.0}, 1, 0.0)     # branch 1: the laplace density at 0
+        >>> round(float(logp), 4)
+        -0.6931
+    """
     return SwitchGF(*gfs)
 
 
 def cond(gf_true: GenerativeFunction, gf_false: GenerativeFunction) -> SwitchGF:
     """A generative function called as ``(pred, *args)``: ``gf_true`` if ``pred`` else
-    ``gf_false``. ``pred`` may be a traced boolean or 0/1 value (a random choice, say)."""
+    ``gf_false``. ``pred`` may be a traced boolean or 0/1 value (a random choice, say).
+
+    Examples:
+        >>> @gv.gen
+        ... def small():
+        ...     return gv.normal(0.0, 1.0) @ "x"
+        >>> @gv.gen
+        ... def large():
+        ...     return gv.normal(0.0, 10.0) @ "x"
+        >>> @gv.gen
+        ... def model():
+        ...     b = gv.flip(0.3) @ "b"
+        ...     return gv.cond(large, small)(b) @ "branch"
+        >>> tr = model.simulate(jax.random.key(0))
+        >>> tr.choices["branch", "x"].shape
+        ()
+    """
     sw = SwitchGF(gf_false, gf_true)
     sw.name = f"cond({gf_true.name}, {gf_false.name})"
     return sw

@@ -22,12 +22,23 @@ def _axes(in_axes, n_args):
 
 
 def _axis_size(args, axes, name):
+    # Each entry of ``axes`` is, as in ``jax.vmap``, an int, None, or a pytree prefix of its
+    # argument holding ints and Nones (``{"loc": 0, "scale": None}``).
     sizes = set()
-    for a, ax in zip(args, axes):
+
+    def add(ax, sub):
         if ax is None:
-            continue
-        for leaf in jax.tree_util.tree_leaves(a):
-            sizes.add(jnp.shape(leaf)[ax])
+            return
+        for leaf in jax.tree_util.tree_leaves(sub):
+            shape = jnp.shape(leaf)
+            if not -len(shape) <= ax < len(shape):
+                raise ChoiceTypeError(
+                    f"vmap({name}): in_axes={ax} but an argument has shape {shape}"
+                )
+            sizes.add(shape[ax])
+
+    for a, ax in zip(args, axes, strict=True):
+        jax.tree_util.tree_map(add, ax, a, is_leaf=lambda x: x is None)
     if not sizes:
         raise ValueError(f"vmap({name}): no argument is mapped (every in_axes is None)")
     if len(sizes) > 1:
@@ -40,15 +51,6 @@ class VmapGF(GenerativeFunction):
 
     Each address of ``gf`` gains a leading axis of size ``n``; the score is the sum of the
     copies' scores. Keys are split, so the copies are independent.
-
-    Example::
-
-        @gv.gen
-        def point(mu):
-            return gv.normal(mu, 1.0) @ "x"
-
-        points = gv.vmap(point, in_axes=0)
-        tr = points.simulate(key, jnp.zeros(10))   # tr.choices["x"].shape == (10,)
     """
 
     def __init__(self, gf: GenerativeFunction, in_axes: Any = 0):
@@ -83,6 +85,21 @@ class VmapGF(GenerativeFunction):
         logp, retval = jax.vmap(lambda c, *a: self.gf.assess(c, *a), in_axes=(0, *axes))(cm, *args)
         return jnp.sum(logp), retval
 
+    @property
+    def has_estimated_density(self):
+        return self.gf.has_estimated_density
+
+    def estimate_logpdf(self, key, choices, *args):
+        if not self.gf.has_estimated_density:
+            return self.assess(choices, *args)
+        axes, n = self._prep(args)
+        cm = choice_map(choices)
+        self._check_leading(cm, n)
+        logp, retval = jax.vmap(
+            lambda k, c, *a: self.gf.estimate_logpdf(k, c, *a), in_axes=(0, 0, *axes)
+        )(jax.random.split(key, n), cm, *args)
+        return jnp.sum(logp), retval
+
     def importance(self, key, constraints, *args):
         axes, n = self._prep(args)
         cm = choice_map(constraints)
@@ -95,5 +112,15 @@ class VmapGF(GenerativeFunction):
 
 
 def vmap(gf: GenerativeFunction, in_axes: Any = 0) -> VmapGF:
-    """Vectorize a generative function: independent copies along ``in_axes`` (as ``jax.vmap``)."""
+    """Vectorize a generative function: independent copies along ``in_axes`` (as ``jax.vmap``).
+
+    Examples:
+        >>> @gv.gen
+        ... def point(mu):
+        ...     return gv.normal(mu, 1.0) @ "x"
+        >>> points = gv.vmap(point, in_axes=0)
+        >>> tr = points.simulate(jax.random.key(0), jnp.zeros(10))
+        >>> tr.choices["x"].shape
+        (10,)
+    """
     return VmapGF(gf, in_axes)

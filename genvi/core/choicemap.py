@@ -46,13 +46,18 @@ class ChoiceMap(Mapping):
     """An immutable map from addresses to the values of random choices.
 
     Build one with :func:`choice_map` from a nested dict, or get one from
-    ``trace.choices``. Index with a string or a tuple address::
-
-        cm = gv.choice_map({"z": 1.0, "inner": {"x": 2.0}})
-        cm["z"], cm["inner", "x"]
+    ``trace.choices``. Index with a string or a tuple address (see the examples below).
 
     A choice map with a *leaf value* at its root (``cm.is_leaf``) is what a distribution's
     trace holds: its single choice.
+
+    Examples:
+        >>> cm = gv.choice_map({"z": 1.0, "inner": {"x": 2.0}})
+        >>> float(cm["z"]), float(cm["inner", "x"])
+        (1.0, 2.0)
+        >>> both = cm.merge({"y": 3.0})
+        >>> both.has("y"), len(both)
+        (True, 3)
     """
 
     __slots__ = ("_data", "_value")
@@ -74,7 +79,7 @@ class ChoiceMap(Mapping):
     def tree_unflatten(cls, aux, children):
         keys, has_value = aux
         obj = object.__new__(cls)
-        obj._data = dict(zip(keys, children[: len(keys)]))
+        obj._data = dict(zip(keys, children[: len(keys)], strict=True))
         obj._value = children[-1] if has_value else _NO_VALUE
         return obj
 
@@ -144,12 +149,6 @@ class ChoiceMap(Mapping):
     def __len__(self) -> int:
         return len(self._data)
 
-    def keys(self):  # type: ignore[override]
-        return sorted(self._data)
-
-    def items(self):  # type: ignore[override]
-        return [(k, self[k]) for k in sorted(self._data)]
-
     def addresses(self) -> list[Address]:
         """Every leaf address, as tuples, in sorted order."""
         out: list[Address] = []
@@ -201,7 +200,7 @@ class ChoiceMap(Mapping):
             return NotImplemented
         a, ta = jax.tree_util.tree_flatten(self)
         b, tb = jax.tree_util.tree_flatten(other)
-        return ta == tb and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b))
+        return ta == tb and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b, strict=True))
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -249,10 +248,12 @@ def choice_map(x: Any = None) -> ChoiceMap:
     Keys of the dict are address parts (strings); tuple keys are expanded into nested
     addresses. Values are arrays (or anything ``jnp.asarray`` accepts).
 
-    Example::
-
-        cm = gv.choice_map({"z": 0.5, ("inner", "x"): 1.0})
-        assert cm["inner", "x"] == 1.0
+    Examples:
+        >>> cm = gv.choice_map({"z": 0.5, ("inner", "x"): 1.0})
+        >>> float(cm["inner", "x"])
+        1.0
+        >>> cm.addresses()
+        [('inner', 'x'), ('z',)]
     """
     if x is None:
         return ChoiceMap()

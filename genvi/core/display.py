@@ -15,11 +15,13 @@ def _describe(v: Any) -> str:
     if isinstance(v, jax.core.Tracer):
         return f"<traced {v.dtype}{list(v.shape)}>"
     try:
-        a = np.asarray(v)
+        # a Python number is shown with the dtype JAX gives it (float32, not float64)
+        a = np.asarray(jax.numpy.asarray(v) if isinstance(v, (bool, int, float)) else v)
     except Exception:  # noqa: BLE001 - anything unprintable is shown by type
         return type(v).__name__
     if a.ndim == 0:
-        return f"{a.item()!r} ({a.dtype})"
+        x = a.item()
+        return f"{x:.6g} ({a.dtype})" if isinstance(x, float) else f"{x!r} ({a.dtype})"
     flat = a.reshape(-1)
     body = np.array2string(flat[:_MAX_ELEMS], precision=4, separator=", ")
     if flat.size > _MAX_ELEMS:
@@ -81,8 +83,8 @@ def _html_rows(cm, prefix: tuple) -> list[str]:
 def _row(addr: tuple, v: Any) -> str:
     shape = getattr(v, "shape", ())
     dtype = getattr(v, "dtype", type(v).__name__)
-    depth = len(addr) - 1
-    name = "&nbsp;" * (4 * depth) + html.escape(str(addr[-1]))
+    # the full hierarchical address, so a row reads on its own: inner / v
+    name = " / ".join(html.escape(str(a)) for a in addr)
     return (
         f"<tr><td style='text-align:left;font-family:monospace'>{name}</td>"
         f"<td>{html.escape(str(dtype))}</td><td>{html.escape(str(list(shape)))}</td>"

@@ -17,7 +17,8 @@ Calling ``gf(*args)`` does not run anything: it makes a :class:`GenCall`, which 
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from genvi.core import handlers
 from genvi.core.choicemap import ChoiceMap, choice_map
@@ -28,15 +29,41 @@ class GenerativeFunction:
     """Abstract base of everything with the generative function interface."""
 
     name: str = "generative function"
+    #: whether this makes exactly one choice at its own address (a distribution), rather
+    #: than choices at addresses of its own
+    single_choice: bool = False
 
     def simulate(self, key, *args, **kwargs) -> Trace:  # pragma: no cover - interface
+        """Run the function, sampling every choice: a :class:`~genvi.Trace` whose
+        ``score`` is ``log p(choices; args)``."""
         raise NotImplementedError
 
     def assess(self, choices, *args, **kwargs):  # pragma: no cover - interface
+        """``(log p(choices; args), retval)`` for a complete set of ``choices`` (a choice
+        map or nested dict); a missing or unknown address raises
+        :class:`~genvi.AddressError`."""
         raise NotImplementedError
 
     def importance(self, key, constraints, *args, **kwargs):  # pragma: no cover
+        """``(trace, log_weight)``: the ``constraints`` are fixed, the other choices are
+        sampled from their prior, and ``log_weight = log p(constraints | sampled)``, whose
+        exponential is an unbiased estimate of ``p(constraints)``."""
         raise NotImplementedError
+
+    #: Whether :meth:`estimate_logpdf` may use its key (a density known only through an
+    #: unbiased estimate, as for :func:`genvi.marginal`, or a callee that may have one).
+    has_estimated_density: bool = False
+
+    def estimate_logpdf(self, key, choices, *args, **kwargs):
+        """``(log_density_estimate, retval)``: like :meth:`assess`, with a key for
+        generative functions whose density can only be estimated.
+
+        ``exp(log_density_estimate)`` is an unbiased estimate of ``p(choices; args)``. For
+        a generative function with an exact density it *is* ``assess`` (the key is
+        unused); :func:`genvi.marginal` and :func:`genvi.normalize` estimate it by
+        importance sampling, and ``@gen`` functions hand a key to each callee.
+        """
+        return self.assess(choices, *args, **kwargs)
 
     def __call__(self, *args, **kwargs) -> GenCall:
         return GenCall(self, args, kwargs)
@@ -80,6 +107,15 @@ class StaticGenerativeFunction(GenerativeFunction):
         handlers.check_all_used(self, choices, h.choices, "assess")
         return h.score, retval
 
+    has_estimated_density = True  # a callee may be a marginal: hand keys down
+
+    def estimate_logpdf(self, key, choices, *args, **kwargs):
+        choices = choice_map(choices)
+        with handlers.EstimateHandler(self, key, choices) as h:
+            retval = self.fn(*args, **kwargs)
+        handlers.check_all_used(self, choices, h.choices, "assess")
+        return h.score, retval
+
     def importance(self, key, constraints, *args, **kwargs):
         constraints = choice_map(constraints)
         with handlers.ImportanceHandler(self, key, constraints) as h:
@@ -96,16 +132,18 @@ def gen(fn: Callable) -> StaticGenerativeFunction:
     under ``addr``. The body is ordinary Python and JAX: closures, pytrees, ``jax.lax``
     control flow (random choices inside ``lax`` loops go through :func:`genvi.scan`).
 
-    Example::
-
-        @gv.gen
-        def model(theta):
-            z = gv.normal(theta, 1.0) @ "z"
-            gv.normal(z, 0.5) @ "x"
-            return z
-
-        tr = model.simulate(jax.random.key(0), 0.0)
-        logp, z = model.assess(tr.choices, 0.0)
+    Examples:
+        >>> @gv.gen
+        ... def model(theta):
+        ...     z = gv.normal(theta, 1.0) @ "z"
+        ...     gv.normal(z, 0.5) @ "x"
+        ...     return z
+        >>> tr = model.simulate(jax.random.key(0), 0.0)
+        >>> sorted(tr.choices.keys())
+        ['x', 'z']
+        >>> logp, z = model.assess(tr.choices, 0.0)
+        >>> bool(jnp.allclose(logp, tr.score))
+        True
     """
     return StaticGenerativeFunction(fn)
 

@@ -64,7 +64,9 @@ def visit(addr: Any, gf, args: tuple, kwargs: dict) -> Any:
 def address_key(key, addr: Address):
     """A key for the choice at ``addr``: ``key`` folded with a stable hash of the address,
     so a choice's randomness depends on its address, not on the order of visits."""
-    h = zlib.crc32("/".join(addr).encode()) & 0x7FFFFFFF
+    # Parts are joined with a separator no printable address contains, so ("a", "b") and
+    # "a/b" get different keys.
+    h = zlib.crc32("\x1f".join(addr).encode()) & 0x7FFFFFFF
     return jax.random.fold_in(key, h)
 
 
@@ -88,7 +90,7 @@ class Handler:
     def _record(self, addr: Address, choices: ChoiceMap):
         if self.choices.has(addr) or any(self.choices.has(addr[:i]) for i in range(1, len(addr))):
             raise AddressError(
-                f"address {format_address(addr)} is used twice in {self.owner.name}; "
+                f"address {format_address(current_address())} is used twice in {self.owner.name}; "
                 "every random choice needs its own address (in a loop, use f\"x{i}\" or gv.vmap)"
             )
         self.choices = self.choices.set(addr, choices.value if choices.is_leaf else choices)
@@ -115,17 +117,43 @@ class AssessHandler(Handler):
         self.given = choice_map(choices)
 
     def visit(self, addr, gf, args, kwargs):
+        if not self.given.has(addr) and not gf.single_choice:
+            # A call with addresses of its own gets an empty map: it names the first choice
+            # it misses by its full address (and a call that makes no choice needs none).
+            return self._visit_with(addr, gf, ChoiceMap(), args, kwargs)
         if not self.given.has(addr):
+            owner = current_address()[: len(current_address()) - len(addr)]
             raise AddressError(
                 f"assess of {self.owner.name}: no value for the choice at address "
-                f"{format_address(addr)} ({gf.name}); assess needs every choice. "
-                f"Given: {[format_address(a) for a in self.given.addresses()]}"
+                f"{format_address(current_address())} ({gf.name}); assess needs every choice. "
+                f"Given: {', '.join(format_address(owner + a) for a in self.given.addresses()) or 'nothing'}"
             )
-        sub = self.given.get_submap(addr)
-        logp, retval = gf.assess(sub, *args, **kwargs)
+        return self._visit_with(addr, gf, self.given.get_submap(addr), args, kwargs)
+
+    def _visit_with(self, addr, gf, sub, args, kwargs):
+        logp, retval = self._density(addr, gf, sub, args, kwargs)
         self._record(addr, sub)
         self.score = self.score + logp
         return retval
+
+    def _density(self, addr, gf, sub, args, kwargs):
+        return gf.assess(sub, *args, **kwargs)
+
+
+class EstimateHandler(AssessHandler):
+    """Like :class:`AssessHandler`, with a key handed to each callee's
+    ``estimate_logpdf`` (so a nested ``gv.marginal`` can estimate its density). Callees
+    whose ``estimate_logpdf`` is the exact ``assess`` get no key: nothing is added to the
+    program for them."""
+
+    def __init__(self, owner, key, choices):
+        super().__init__(owner, choices)
+        self.key = key
+
+    def _density(self, addr, gf, sub, args, kwargs):
+        if not gf.has_estimated_density:
+            return gf.assess(sub, *args, **kwargs)
+        return gf.estimate_logpdf(address_key(self.key, addr), sub, *args, **kwargs)
 
 
 class ImportanceHandler(Handler):
@@ -148,12 +176,14 @@ def check_all_used(owner, given: ChoiceMap, visited: ChoiceMap, what: str):
     """Raise if ``given`` holds an address that the run never visited (a typo, usually)."""
     unused = [a for a in given.addresses() if not _covered(visited, a)]
     if unused:
-        known = [format_address(a) for a in visited.addresses()]
+        # Inside a nested call, name the full hierarchical addresses.
+        prefix = current_address()
+        known = [format_address(prefix + a) for a in visited.addresses()]
         raise AddressError(
             f"{what} of {owner.name}: the choice map has "
             f"{'an address' if len(unused) == 1 else 'addresses'} "
-            f"{', '.join(format_address(a) for a in unused)} that the model never visits "
-            f"(misspelled?). Addresses the model visits: {known}"
+            f"{', '.join(format_address(prefix + a) for a in unused)} that the model never visits "
+            f"(misspelled?). Addresses the model visits: {', '.join(known) or 'none'}"
         )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +11,7 @@ import numpy as np
 from genvi import _config
 from genvi.core import handlers
 from genvi.core.choicemap import ChoiceMap, choice_map, format_address
-from genvi.core.errors import ChoiceTypeError, SupportError
+from genvi.core.errors import AddressError, ChoiceTypeError, SupportError
 from genvi.core.genfn import GenerativeFunction
 from genvi.core.trace import Trace
 from genvi.distributions import strategies as S
@@ -33,6 +35,8 @@ class Distribution(GenerativeFunction):
         self.strategy = strategy
         self.operands = tuple(operands)
         self.name = family.name
+
+    single_choice = True
 
     # ----- strategy variants -----
     def with_strategy(self, strategy: S.Strategy, operands: tuple = ()) -> Distribution:
@@ -109,7 +113,9 @@ class Distribution(GenerativeFunction):
         return site.logpdf(value, flat), value
 
     def importance(self, key, constraints, *args, **kwargs):
-        cm = choice_map(constraints)
+        # the constraint of a single choice may be given as a plain value
+        is_map = isinstance(constraints, (ChoiceMap, Mapping)) or constraints is None
+        cm = choice_map(constraints) if is_map else ChoiceMap.leaf(constraints)
         if cm.is_empty():
             return self.simulate(key, *args, **kwargs), jnp.zeros(())
         logp, value = self.assess(cm, *args, **kwargs)
@@ -123,7 +129,13 @@ class Distribution(GenerativeFunction):
     def _check_value(self, value, args):
         if isinstance(value, jax.Array) and jnp.issubdtype(value.dtype, jax.dtypes.prng_key):
             raise ChoiceTypeError(f"{self.name} {self._where()}: got a PRNG key as a value")
-        value = jnp.asarray(value)
+        try:
+            value = jnp.asarray(value)
+        except TypeError:
+            raise ChoiceTypeError(
+                f"{self.name} {self._where()}: cannot score a value of type "
+                f"{type(value).__name__} ({value!r}); give a number or a numeric array"
+            ) from None
         site, flat = self._site(args)
         expect = jax.eval_shape(lambda k: site.sample(k, flat), jax.random.key(0))
         if value.shape != expect.shape:
@@ -146,13 +158,25 @@ class Distribution(GenerativeFunction):
             )
         if not self.family.discrete and kind in "iu":
             value = value.astype(expect.dtype)
+        if self.family.discrete and kind == "f" and not isinstance(value, jax.core.Tracer):
+            v = np.asarray(value)
+            if not np.all(v == np.round(v)):
+                raise ChoiceTypeError(
+                    f"{self.name} {self._where()} is discrete, but the value given "
+                    f"({v if v.size <= 6 else v.dtype}) holds numbers that are not whole; "
+                    f"give whole numbers, e.g. of dtype {expect.dtype}"
+                )
         return value
 
     def _validate(self, args):
         if not _config.validation_enabled():
             return
         d = self.family.dist(args)
-        for pname, constraint in getattr(d, "arg_constraints", {}).items():
+        checks = []
+        while d is not None:  # a wrapper (``Independent``) checks the distribution inside
+            checks.extend((d, p, c) for p, c in getattr(d, "arg_constraints", {}).items())
+            d = getattr(d, "base_dist", None)
+        for d, pname, constraint in checks:
             val = getattr(d, pname, None)
             if val is None:
                 continue
@@ -173,6 +197,11 @@ class Distribution(GenerativeFunction):
 
 def _leaf_value(choices, dist: Distribution):
     if isinstance(choices, ChoiceMap):
+        if choices.is_empty():
+            raise AddressError(
+                f"{dist.name} {dist._where()}: no value for this choice; assess needs every "
+                "choice (importance samples the ones that are not given)"
+            )
         if not choices.is_leaf:
             raise ChoiceTypeError(
                 f"{dist.name} {dist._where()}: expected a value, got a choice map with "
@@ -191,9 +220,13 @@ def distribution(numpyro_cls, name: str | None = None) -> Distribution:
     strategy is REPARAM when numpyro's sampler is reparameterized (``has_rsample``), else
     REINFORCE; ENUM is available when the support is enumerable.
 
-    Example::
-
-        student_t = gv.distribution(numpyro.distributions.StudentT)
-        x = student_t(3.0, 0.0, 1.0) @ "x"
+    Examples:
+        >>> import numpyro.distributions as nd
+        >>> student_t = gv.distribution(nd.StudentT)
+        >>> student_t
+        <distribution StudentT with REPARAM>
+        >>> x = student_t.sample(jax.random.key(0), 3.0, 0.0, 1.0)
+        >>> x.shape
+        ()
     """
     return Distribution(family_from_numpyro(numpyro_cls, name))

@@ -10,12 +10,14 @@ structure of its flattened parameters, possibly batched by ``jax.vmap``
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpyro.distributions.distribution import validation_enabled as _numpyro_validation
 
 from genvi.core.errors import StrategyError
 
@@ -26,13 +28,16 @@ class Family:
 
     Attributes:
         name: the genvi name (``"normal"``).
-        make: positional parameters -> a ``numpyro.distributions.Distribution``.
+        make: positional parameters (and the keyword ``validate_args``) -> a
+            ``numpyro.distributions.Distribution``. genvi always builds with
+            ``validate_args=False`` and checks parameters itself (:func:`genvi.validate`).
         discrete: whether values are integers.
         reparam: whether sampling is (explicitly or implicitly) reparameterizable.
         enum_support: for finite supports, parameters -> the candidate values
             (a 1-D array shared by all elements), else ``None``.
         mvd: name of the measure-valued-derivative rule, or ``None``.
         params: the names of the positional parameters (for keyword calls and errors).
+        defaults: ``(name, value)`` pairs of parameters that have a default value.
     """
 
     name: str
@@ -42,23 +47,44 @@ class Family:
     enum_support: Callable[..., Any] | None = None
     mvd: str | None = None
     params: tuple[str, ...] = field(default=())
+    defaults: tuple[tuple[str, Any], ...] = field(default=())
 
     def bind(self, args: tuple, kwargs: dict) -> tuple:
-        """Positional parameters from a call's ``args`` and ``kwargs``."""
+        """Positional parameters from a call's ``args`` and ``kwargs``.
+
+        A parameter left out before one that is given takes its default value (numpyro's),
+        so ``student_t(3.0, scale=2.0)`` means ``student_t(3.0, 0.0, 2.0)``.
+        """
         if not kwargs:
             return tuple(args)
         sig = inspect.Signature(
             [inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in self.params]
         )
         try:
-            bound = sig.bind(*args, **kwargs)
+            given = sig.bind_partial(*args, **kwargs).arguments
         except TypeError as e:
-            raise TypeError(f"{self.name}{sig}: {e}") from None
-        return tuple(bound.arguments[p] for p in self.params if p in bound.arguments)
+            raise TypeError(f"{self.name}{self.signature()}: {e}") from None
+        defaults = dict(self.defaults)
+        last = max(self.params.index(p) for p in given)
+        out = []
+        for p in self.params[: last + 1]:
+            if p in given:
+                out.append(given[p])
+            elif p in defaults:
+                out.append(defaults[p])
+            else:
+                raise TypeError(
+                    f"{self.name}{self.signature()}: parameter {p!r} is missing; "
+                    f"got {sorted(given)}"
+                )
+        return tuple(out)
 
     def dist(self, args: tuple):
+        # genvi checks parameters itself (gv.validate); numpyro's own checks are turned off,
+        # also for the distributions a numpyro class builds inside (Beta's Dirichlet).
         try:
-            return self.make(*args)
+            with _numpyro_validation(False):
+                return self.make(*args, validate_args=False)
         except (TypeError, ValueError) as e:
             raise type(e)(f"{self.name}{self.signature()}: cannot build from {describe_args(args)}: {e}") from None
 
@@ -81,14 +107,18 @@ def describe_args(args: Any) -> str:
 
 def family_from_numpyro(cls, name: str | None = None) -> Family:
     """A :class:`Family` for any numpyro distribution class."""
-    params = tuple(
-        p.name
+    sig = [
+        p
         for p in inspect.signature(cls.__init__).parameters.values()
         if p.name not in ("self", "validate_args")
         and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.POSITIONAL_ONLY)
-    )
-    support = getattr(cls, "support", None)
-    discrete = bool(getattr(support, "is_discrete", False))
+    ]
+    params = tuple(p.name for p in sig)
+    defaults = tuple((p.name, p.default) for p in sig if p.default is not inspect.Parameter.empty)
+    # A support that depends on the parameters is a numpyro ``dependent_property``: read it
+    # statically (a plain getattr on the class would return the property object itself).
+    support = inspect.getattr_static(cls, "support", None)
+    discrete = getattr(support, "is_discrete", False) is True
     enum = None
     if getattr(cls, "has_enumerate_support", False):
         enum = _numpyro_enum_support(cls)
@@ -99,12 +129,14 @@ def family_from_numpyro(cls, name: str | None = None) -> Family:
         reparam=bool(getattr(cls, "has_rsample", False)) and not discrete,
         enum_support=enum,
         params=params,
+        defaults=defaults,
     )
 
 
 def _numpyro_enum_support(cls):
     def support(*args):
-        d = cls(*args)
+        with _numpyro_validation(False):
+            d = cls(*args, validate_args=False)
         try:
             vals = d.enumerate_support(expand=False)
         except Exception as e:  # noqa: BLE001 - e.g. a traced total count
@@ -220,7 +252,7 @@ class BatchedSite(SiteSpec):
 
     def support_values(self, flat):
         # Candidate values depend only on shapes or static counts, the same for every row.
-        sliced = [f if d is None else f[0] for f, d in zip(flat, self.dims[1:])]
+        sliced = [f if d is None else f[0] for f, d in zip(flat, self.dims[1:], strict=True)]
         return self.inner.support_values(sliced)
 
     def mvd_candidates(self, key, value, flat, dflat):

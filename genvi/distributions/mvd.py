@@ -39,6 +39,8 @@ def mvd_candidates(rule: str | None, key, z, args, dargs):
     """Candidate values ``[n, M]`` and their weights ``[n, M]`` for each element of ``z``."""
     shape = jnp.shape(z)
     if rule == "normal":
+        if len(args) == 1:  # scale left at numpyro's default, 1
+            args, dargs = (args[0], 1.0), (dargs[0], 0.0)
         loc, scale = (_bc(a, shape) for a in args)
         dloc, dscale = (_bc(a, shape) for a in dargs)
         k1, k2, k3 = jax.random.split(key, 3)

@@ -11,6 +11,8 @@ program and applies the strategy's rule.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax.extend.core import Primitive
@@ -41,7 +43,9 @@ def _impl(*args, site, strategy, addr, n_ops):
 
 def _abstract_eval(*avals, site, strategy, addr, n_ops):
     structs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in avals]
-    out = jax.eval_shape(lambda *a: _impl(*a, site=site, strategy=strategy, addr=addr, n_ops=n_ops), *structs)
+    out = jax.eval_shape(
+        lambda *a: _impl(*a, site=site, strategy=strategy, addr=addr, n_ops=n_ops), *structs
+    )
     return jax.core.ShapedArray(out.shape, out.dtype)
 
 
@@ -54,15 +58,20 @@ def _jvp(primals, tangents, *, site, strategy, addr, n_ops):
 
 
 def _batch(args, dims, *, site, strategy, addr, n_ops):
-    size = next(a.shape[d] for a, d in zip(args, dims) if d is not _NOT_MAPPED)
+    size = next(a.shape[d] for a, d in zip(args, dims, strict=True) if d is not _NOT_MAPPED)
     moved = [
-        a if d is _NOT_MAPPED else jnp.moveaxis(a, d, 0) for a, d in zip(args, dims)
+        a if d is _NOT_MAPPED else jnp.moveaxis(a, d, 0) for a, d in zip(args, dims, strict=True)
     ]
     n_site = len(args) - n_ops
     site_dims = tuple(None if d is _NOT_MAPPED else 0 for d in dims[:n_site])
-    # A strategy operand batched with the site (a per-particle baseline) keeps its leading
-    # axis, which lines up with the batched site's per-row log densities.
-    ops = moved[n_site:]
+    # Strategy operands (a per-particle baseline) line up with the batched site's per-row
+    # log densities: every one gets this level's leading axis, broadcast where it is not
+    # mapped, so that under nested vmaps its leading axes are the site's batch axes in
+    # order (an operand mapped only by an outer vmap must not align with an inner axis).
+    ops = [
+        jnp.broadcast_to(a, (size,) + jnp.shape(a)) if d is _NOT_MAPPED else m
+        for a, d, m in zip(args[n_site:], dims[n_site:], moved[n_site:], strict=True)
+    ]
     new_site = BatchedSite(site, site_dims, size)
     out = sample_p.bind(
         *moved[:n_site], *ops, site=new_site, strategy=strategy, addr=addr, n_ops=n_ops
@@ -70,7 +79,17 @@ def _batch(args, dims, *, site, strategy, addr, n_ops):
     return out, 0
 
 
-sample_p.def_impl(_impl)
+@functools.lru_cache(maxsize=1024)
+def _compiled_impl(site, strategy, addr, n_ops):
+    return jax.jit(functools.partial(_impl, site=site, strategy=strategy, addr=addr, n_ops=n_ops))
+
+
+def _eager_impl(*args, site, strategy, addr, n_ops):
+    # Eager sampling runs compiled: op-by-op dispatch of a sampler is many times slower.
+    return _compiled_impl(site, strategy, addr, n_ops)(*args)
+
+
+sample_p.def_impl(_eager_impl)
 sample_p.def_abstract_eval(_abstract_eval)
 mlir.register_lowering(sample_p, mlir.lower_fun(_impl, multiple_results=False))
 ad.primitive_jvps[sample_p] = _jvp

@@ -15,14 +15,17 @@ tangent of its parameters, ``(v, dv) = kont(z, dz)``.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.extend.core import Literal
 
 from genvi.core.errors import StrategyError
-from genvi.distributions.family import Family, SiteSpec
+from genvi.distributions.family import BatchedSite, Family, SiteSpec
 
 Kont = Callable[[Any, Any], tuple[Any, Any]]
 
@@ -69,7 +72,7 @@ def _jvp(fn, primals, tangents):
     if all(t is None for t in tangents):
         return fn(*primals), None
     tangents = tuple(
-        jnp.zeros_like(p) if t is None else t for p, t in zip(primals, tangents)
+        jnp.zeros_like(p) if t is None else t for p, t in zip(primals, tangents, strict=True)
     )
     return jax.jvp(fn, tuple(primals), tangents)
 
@@ -84,16 +87,98 @@ def float_tangents(flat, dflat):
     return idx
 
 
+def split_key(key, num: int = 2) -> list:
+    """``num`` independent keys shaped like ``key``: a typed key or raw ``uint32`` key data,
+    of any batch shape (a site vectorized by ``jax.vmap`` carries one key per row)."""
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    keys = key if typed else jax.random.wrap_key_data(key)
+    out = jax.vmap(lambda k: jax.random.split(k, num))(keys.reshape(-1))  # [N, num]
+    out = [out[:, i].reshape(keys.shape) for i in range(num)]
+    return out if typed else [jax.random.key_data(k) for k in out]
+
+
+def _param_names(site: SiteSpec, n_flat: int) -> list[str]:
+    """The name of the parameter each flattened parameter belongs to."""
+    base = site.base
+    per_arg = jax.tree_util.tree_unflatten(base.in_tree, list(range(n_flat)))
+    names = [""] * n_flat
+    for j, arg in enumerate(per_arg):
+        name = base.family.params[j] if j < len(base.family.params) else f"argument {j}"
+        for i in jax.tree_util.tree_leaves(arg):
+            names[i] = name
+    return names
+
+
+@functools.lru_cache(maxsize=1024)
+def _support_dependence(base, structs: tuple) -> frozenset:
+    """Indices of the flattened parameters on which the support's bounds depend (found
+    by a dependency walk over the staged bounds; conservative through sub-programs)."""
+
+    def bounds(*fl):
+        sup = base.dist(fl).support
+        while hasattr(sup, "base_constraint"):  # independent(...) of an interval, say
+            sup = sup.base_constraint
+        names = ("lower_bound", "upper_bound")
+        return [jnp.asarray(getattr(sup, a)) for a in names if hasattr(sup, a)]
+
+    try:
+        closed = jax.make_jaxpr(bounds)(*(jax.ShapeDtypeStruct(s, d) for s, d in structs))
+    except Exception:  # noqa: BLE001 - a wrapped family that cannot be staged abstractly
+        return frozenset()
+    jaxpr = closed.jaxpr
+    dep: dict = {v: frozenset([i]) for i, v in enumerate(jaxpr.invars)}
+    for eqn in jaxpr.eqns:
+        d = frozenset().union(
+            *(dep.get(v, frozenset()) for v in eqn.invars if not isinstance(v, Literal))
+        )
+        for o in eqn.outvars:
+            dep[o] = d
+    return frozenset().union(
+        *(dep.get(v, frozenset()) for v in jaxpr.outvars if not isinstance(v, Literal))
+    )
+
+
+def _check_fixed_support(call: SiteCall, idx: list) -> None:
+    """The score-function identity ``dE[f] = E[f dlog p]`` needs a support that does not
+    move with the parameters (it misses the boundary term otherwise): refuse a tangent on
+    a parameter that the support depends on (``uniform``'s ``low`` and ``high``)."""
+    site, shapes = call.site, [(jnp.shape(a), jnp.result_type(a)) for a in call.flat]
+    while isinstance(site, BatchedSite):
+        shapes = [
+            s if d is None else (s[0][1:], s[1])
+            for s, d in zip(shapes, site.dims[1:], strict=True)
+        ]
+        site = site.inner
+    moving = [i for i in idx if call.dflat[i] is not None]
+    dep = _support_dependence(site, tuple(shapes))
+    bad = sorted({_param_names(call.site, len(call.flat))[i] for i in moving if i in dep})
+    if bad:
+        fam = call.site.family
+        raise StrategyError(
+            f"REINFORCE at {call.where()} ({fam.name}): the support of {fam.name} depends on "
+            f"{', '.join(bad)}, so the score-function estimator of a gradient in "
+            f"{'it' if len(bad) == 1 else 'them'} would be biased (it misses the boundary "
+            "term). "
+            + (
+                f"Use {fam.name}.reparam"
+                if fam.reparam
+                else "Do not differentiate through these parameters"
+            )
+            + f", or pass {', '.join(bad)} through jax.lax.stop_gradient"
+        )
+
+
 def _score_jvp(call: SiteCall, z, fn_name: str):
     """Tangent of ``site.<fn_name>(z, params)`` in the parameters (None if none flows)."""
     idx = float_tangents(call.flat, call.dflat)
     if not any(call.dflat[i] is not None for i in idx):
         return None
+    _check_fixed_support(call, idx)
     fn = getattr(call.site, fn_name)
 
     def f(*fl):
         full = list(call.flat)
-        for i, a in zip(idx, fl):
+        for i, a in zip(idx, fl, strict=True):
             full[i] = a
         return fn(z, tuple(full))
 
@@ -101,22 +186,29 @@ def _score_jvp(call: SiteCall, z, fn_name: str):
     return t
 
 
-def _eval_elementwise(z, cands, kont):
+def _eval_elementwise(z, cands, kont, with_primal: bool = False):
     """Evaluate the continuation at ``z`` with each element ``i`` replaced by ``cands[i, m]``.
 
-    Returns ``(v, dv)`` of shape ``[n, M]``. Randomness downstream is shared across the
-    evaluations (common random numbers), which keeps every weighted sum unbiased."""
+    Returns ``(v, dv)`` of shape ``[n, M]``; with ``with_primal``, ``((v, dv) at z, (v, dv)
+    [n, M])``, all from one vectorized evaluation (so that the continuation is traced once
+    per choice: a chain of such choices stays linear in size, not exponential).
+    Randomness downstream is shared across the evaluations (common random numbers), which
+    keeps every weighted sum unbiased."""
     n, m = cands.shape
     flat = jnp.reshape(z, (-1,))
     eye = jnp.eye(n, dtype=bool)
     batch = jnp.where(eye[:, None, :], cands[:, :, None], flat[None, None, :])
     batch = batch.reshape((n * m,) + jnp.shape(z))
+    if with_primal:
+        batch = jnp.concatenate([jnp.asarray(z, batch.dtype)[None], batch])
 
     def one(zz):
         v, dv = kont(zz, None)
         return v, _zeros_if_none(dv, v)
 
     v, dv = jax.vmap(one)(batch)
+    if with_primal:
+        return (v[0], dv[0]), (v[1:].reshape((n, m)), dv[1:].reshape((n, m)))
     return v.reshape((n, m)), dv.reshape((n, m))
 
 
@@ -139,11 +231,14 @@ class Strategy:
 
     def local_estimate(self, call: SiteCall, acc: ScoreAccumulator):
         """Sample ``(z, dz)`` without a continuation, recording score terms in ``acc``."""
+        fam = call.site.family
+        alt = f"{fam.name}.reinforce" + (f" or {fam.name}.reparam" if fam.reparam else "")
         raise StrategyError(
-            f"{self.name} at {call.where()} ({call.site.family.name}) needs the rest of the "
-            "program as a continuation, which a compiled loop or branch (lax.scan, "
-            "lax.cond, gv.scan, gv.cond) cannot give: use .reinforce or .reparam there, "
-            "or move the choice out of the loop"
+            f"{self.name} at {call.where()} ({fam.name}) is inside a compiled loop "
+            "(jax.lax.scan, or gv.scan which uses it): a loop body cannot hand its choices "
+            f"the rest of the program as a continuation, which {self.name} evaluates several "
+            f"times. Use {alt} inside the loop, or move the choice out of it (a whole array "
+            "of choices at one address, or gv.vmap, is enumerated element-wise)"
         )
 
     def __repr__(self) -> str:
@@ -176,7 +271,7 @@ class Reparam(Strategy):
 
         def f(*fl):
             full = list(call.flat)
-            for i, a in zip(idx, fl):
+            for i, a in zip(idx, fl, strict=True):
                 full[i] = a
             return call.site.sample(call.key, tuple(full))
 
@@ -195,7 +290,9 @@ class Reinforce(Strategy):
     """REINFORCE, the score-function estimator (Williams, 1992):
     ``d E[f(z)] = E[df(z) + f(z) dlog p_theta(z)]``, since ``E[dlog p] = 0``. The rule:
     ``(v, dv) = kont(z, None)``, return ``(v, dv + v * dlog p(z))``. Applies to every
-    distribution. Wrap with :class:`Baselined` (``dist.reinforce.with_baseline(b)``) to
+    distribution, for parameters that do not move its support: the identity misses a
+    boundary term otherwise, so a gradient into ``uniform``'s bounds is refused (use
+    REPARAM there). Wrap with :class:`Baselined` (``dist.reinforce.with_baseline(b)``) to
     subtract a control variate."""
 
     name = "REINFORCE"
@@ -206,21 +303,36 @@ class Reinforce(Strategy):
         dlogp = _score_jvp(call, z, "logpdf_batch")
         if dlogp is None:
             return v, dv
-        baseline = call.operands[0] if call.operands else None
-        if baseline is None:
+        b = _baseline(call, dlogp)
+        if b is None:
             term = v * jnp.sum(dlogp)
         else:
-            b = jax.lax.stop_gradient(baseline)
-            term = jnp.sum((v - jnp.broadcast_to(b, jnp.shape(dlogp))) * dlogp)
+            term = jnp.sum((v - b) * dlogp)
         return v, _zeros_if_none(dv, v) + term
 
     def local_estimate(self, call, acc):
         z = call.site.sample(call.key, call.flat)
         dlogp = _score_jvp(call, z, "logpdf_batch")
         if dlogp is not None:
-            b = call.operands[0] if call.operands else None
-            acc.add(dlogp, None if b is None else jax.lax.stop_gradient(b))
+            acc.add(dlogp, _baseline(call, dlogp))
         return z, None
+
+
+def _baseline(call: SiteCall, dlogp):
+    """The baseline operand (gradient stopped), one per row of a vectorized site, or None."""
+    if not call.operands:
+        return None
+    b = jax.lax.stop_gradient(jnp.asarray(call.operands[0]))
+    try:
+        return jnp.broadcast_to(b, jnp.shape(dlogp))
+    except ValueError:
+        raise StrategyError(
+            f"the baseline at {call.where()} ({call.site.family.name}) has shape "
+            f"{jnp.shape(b)}, but its log densities have shape {jnp.shape(dlogp)} (one per "
+            "row of a vectorized choice): give one scalar baseline per choice; for "
+            "particles under jax.vmap or gv.vmap, map the baseline along with the choice "
+            "(pass it as a vmapped argument) instead of closing over an array"
+        ) from None
 
 
 @dataclass(frozen=True, repr=False)
@@ -270,7 +382,10 @@ class Enum(Strategy):
     def jvp_estimate(self, call, kont):
         site = call.site
         z = site.sample(call.key, call.flat)
-        values = site.support_values(call.flat)  # [V]
+        try:
+            values = site.support_values(call.flat)  # [V]
+        except StrategyError as e:
+            raise StrategyError(f"at {call.where()}: {e}") from None
         shape, n = jnp.shape(z), int(jnp.size(z))
         grid = jnp.broadcast_to(values.astype(z.dtype)[:, None], (values.shape[0], n))
         grid = grid.reshape((values.shape[0],) + shape)  # [V, *shape]
@@ -282,17 +397,20 @@ class Enum(Strategy):
 
         def logp_fl(*fsub):
             full = list(call.flat)
-            for i, a in zip(idx, fsub):
+            for i, a in zip(idx, fsub, strict=True):
                 full[i] = a
             return logp_grid(*full)
 
         logp, dlogp = _jvp(logp_fl, [call.flat[i] for i in idx], [call.dflat[i] for i in idx])
         p = jnp.exp(logp)  # [n, V]
         v, dv = _eval_elementwise(z, grid.reshape(values.shape[0], n).T, kont)
+        # Values outside an element's support (binomial counts above its total) have p = 0:
+        # mask them, so that a continuation undefined there cannot leak a NaN.
+        v = jnp.where(p > 0, v, 0.0)
         value = jnp.sum(p * v) / n
-        tangent = jnp.sum(p * dv) / n
+        tangent = jnp.sum(jnp.where(p > 0, p * dv, 0.0)) / n
         if dlogp is not None:
-            tangent = tangent + jnp.sum(jnp.where(p > 0, p * dlogp * v, 0.0))
+            tangent = tangent + jnp.sum(p * dlogp * v)
         return value, tangent
 
 
@@ -318,21 +436,27 @@ class MeasureValued(Strategy):
 
     def jvp_estimate(self, call, kont):
         site = call.site
-        k1, k2 = jax.random.split(call.key)
+        k1, k2 = split_key(call.key)
         z = site.sample(k1, call.flat)
-        v, dv = kont(z, None)
         if not call.has_tangent:
-            return v, dv
+            return kont(z, None)
         dflat = tuple(
             jnp.zeros(jnp.shape(a), jnp.result_type(float)) if t is None else t
-            for a, t in zip(call.flat, call.dflat)
+            for a, t in zip(call.flat, call.dflat, strict=True)
         )
         cands, weights = site.mvd_candidates(k2, z, call.flat, dflat)
-        vs, _ = _eval_elementwise(z, cands, kont)
-        return v, _zeros_if_none(dv, v) + jnp.sum(weights * vs)
+        (v, dv), (vs, _) = _eval_elementwise(z, cands, kont, with_primal=True)
+        return v, dv + jnp.sum(weights * vs)
 
 
 REPARAM = Reparam()
+"""The pathwise strategy (:class:`Reparam`); ``dist.reparam`` selects it."""
+
 REINFORCE = Reinforce()
+"""The score-function strategy (:class:`Reinforce`); ``dist.reinforce`` selects it."""
+
 ENUM = Enum()
+"""Exact enumeration of a finite support (:class:`Enum`); ``dist.enum`` selects it."""
+
 MVD = MeasureValued()
+"""Measure-valued derivatives (:class:`MeasureValued`); ``dist.mvd`` selects it."""

@@ -50,10 +50,15 @@ def importance_sampling(
 ) -> ImportanceResult:
     """``particles`` runs of ``model.importance`` constrained by ``observations``.
 
-    Example::
-
-        res = gv.importance_sampling(key, model, {"x": 1.0}, (0.0,), particles=10_000)
-        posterior_mean = res.mean(lambda c: c["z"])
+    Examples:
+        >>> @gv.gen
+        ... def model():
+        ...     z = gv.normal(0.0, 1.0) @ "z"
+        ...     gv.normal(z, 1.0) @ "x"
+        >>> res = gv.importance_sampling(jax.random.key(0), model, {"x": 2.0}, particles=2_000)
+        >>> mean = res.mean(lambda c: c["z"])           # exact posterior mean: 1.0
+        >>> bool(abs(mean - 1.0) < 0.1)
+        True
     """
     if particles < 1:
         raise ValueError(f"importance_sampling needs particles >= 1, got {particles}")
