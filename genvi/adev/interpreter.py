@@ -23,12 +23,13 @@ by running the continuation once per branch and selecting the taken one.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import Jaxpr, Literal, subjaxprs
+from jax.interpreters import ad
 
 from genvi.core.errors import StrategyError
 from genvi.distributions.primitive import sample_p
@@ -36,6 +37,26 @@ from genvi.distributions.strategies import ScoreAccumulator, SiteCall
 
 Dual = tuple  # (primal, tangent or None)
 _INLINE = {"jit", "pjit", "closed_call", "core_call", "checkpoint", "remat", "remat2"}
+
+
+def _register_stop_gradient_transpose() -> None:
+    """Give ``stop_gradient`` a transpose rule: zero, the derivative of ``stop_gradient``.
+
+    JAX's batching rule for a ``cond`` with a batched index evaluates every branch and
+    wraps the operands of the untaken ones in ``stop_gradient``. When that vmap runs
+    inside this estimator (ENUM and MVD evaluate the continuation under ``jax.vmap``, so
+    a ``gv.cond`` on an enumerated index is batched), the operands include tangents: the
+    estimator's linear program then holds a ``stop_gradient``, which reverse mode could
+    not transpose. Only untaken branches are affected, whose outputs ``select_n`` drops,
+    so a zero cotangent there is exact."""
+    prim = jax.make_jaxpr(jax.lax.stop_gradient)(0.0).eqns[0].primitive
+    if prim not in ad.primitive_transposes:
+        ad.primitive_transposes[prim] = lambda ct, x: [
+            ad.Zero(x.aval) if ad.is_undefined_primal(x) else None
+        ]
+
+
+_register_stop_gradient_transpose()
 
 
 # ---------------------------------------------------------------------------------------
@@ -109,7 +130,7 @@ def eval_eqn(eqn, ins: list[Dual]) -> list[Dual]:
     out, tout = jax.jvp(f, primals, tangents)
     if not eqn.primitive.multiple_results:
         out, tout = [out], [tout]
-    return [(o, t if _is_float(o) else None) for o, t in zip(out, tout)]
+    return [(o, t if _is_float(o) else None) for o, t in zip(out, tout, strict=True)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -125,7 +146,7 @@ def _read(env, v) -> Dual:
 def _write(env, vs, duals):
     from jax.extend.core import DropVar
 
-    for v, d in zip(vs, duals):
+    for v, d in zip(vs, duals, strict=True):
         if not isinstance(v, DropVar):
             env[v] = d
 
@@ -282,10 +303,16 @@ def eval_local_eqn(eqn, ins: list[Dual], acc: ScoreAccumulator) -> list[Dual]:
         return eval_eqn(eqn, ins)  # nothing to differentiate: plain sampling
     from jax.extend.core import jaxprs_in_params
 
+    from genvi.core.choicemap import format_address
+
     addrs = sorted(
-        {repr(e.params["addr"]) for j in jaxprs_in_params(eqn.params) for e in _sample_eqns(j)}
+        {
+            format_address(e.params["addr"]) if e.params["addr"] else "an anonymous sample"
+            for j in jaxprs_in_params(eqn.params)
+            for e in _sample_eqns(j)
+        }
     )
-    where = f" at {', '.join(addrs)}" if addrs else ""
+    where = f" ({', '.join(addrs)})" if addrs else ""
     if name == "while":
         raise StrategyError(
             f"random choices{where} are inside a jax.lax.while_loop (or a fori_loop with a "
@@ -313,7 +340,7 @@ def _local_cond(eqn, ins, acc) -> list[Dual]:
     def make(br):
         def f(ps, ts):
             a = ScoreAccumulator()
-            outs = run_local(br.jaxpr, list(br.consts), list(zip(ps, ts)), a)
+            outs = run_local(br.jaxpr, list(br.consts), list(zip(ps, ts, strict=True)), a)
             return [p for p, _ in outs], [_inst(t, p) for p, t in outs], _acc_pair(a)
 
         return f
@@ -323,7 +350,7 @@ def _local_cond(eqn, ins, acc) -> list[Dual]:
     )
     acc.s = s if acc.s is None else acc.s + s
     acc.b = b if acc.b is None else acc.b + b
-    return list(zip(outs_p, outs_t))
+    return list(zip(outs_p, outs_t, strict=True))
 
 
 def _local_scan(eqn, ins, acc) -> list[Dual]:
@@ -341,7 +368,8 @@ def _local_scan(eqn, ins, acc) -> list[Dual]:
         cp, ct, s, b = c
         xp, xt = x
         a = ScoreAccumulator()
-        outs = run_local(body.jaxpr, list(body.consts), consts + list(zip(cp, ct)) + list(zip(xp, xt)), a)
+        args = consts + list(zip(cp, ct, strict=True)) + list(zip(xp, xt, strict=True))
+        outs = run_local(body.jaxpr, list(body.consts), args, a)
         new_c, ys = outs[:ncar], outs[ncar:]
         s2, b2 = _acc_pair(a)
         return (
@@ -356,7 +384,7 @@ def _local_scan(eqn, ins, acc) -> list[Dual]:
     )
     acc.s = s if acc.s is None else acc.s + s
     acc.b = b if acc.b is None else acc.b + b
-    return list(zip(cp, ct)) + list(zip(ys_p, ys_t))
+    return list(zip(cp, ct, strict=True)) + list(zip(ys_p, ys_t, strict=True))
 
 
 __all__ = ["run", "run_local", "eval_eqn"]
