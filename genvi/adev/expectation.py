@@ -8,6 +8,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 from genvi.adev.interpreter import run
 from genvi.core.errors import ModelingError
@@ -106,7 +107,7 @@ class Expectation:
     # ---- public ---------------------------------------------------------------------
     def _maybe_jit(self, name, fn, key, args, **static):
         leaves = jax.tree_util.tree_leaves((key, args))
-        if any(isinstance(x, jax.core.Tracer) for x in leaves) or not all(
+        if any(isinstance(x, Tracer) for x in leaves) or not all(
             _is_array_leaf(x) for x in leaves
         ):
             return fn(key, *args, **static)

@@ -240,8 +240,9 @@ def _apply_scores(v, dv, acc: ScoreAccumulator) -> Dual:
     return v, dv
 
 
-def _inner_jaxpr(eqn):
+def _inner_jaxpr(eqn) -> tuple[Jaxpr, list]:
     j = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
+    assert j is not None, f"{eqn.primitive.name} has no inner jaxpr"
     if hasattr(j, "jaxpr"):  # ClosedJaxpr
         return j.jaxpr, list(j.consts)
     return j, []

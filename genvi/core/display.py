@@ -7,12 +7,13 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.core import Tracer
 
 _MAX_ELEMS = 6
 
 
 def _describe(v: Any) -> str:
-    if isinstance(v, jax.core.Tracer):
+    if isinstance(v, Tracer):
         return f"<traced {v.dtype}{list(v.shape)}>"
     try:
         # a Python number is shown with the dtype JAX gives it (float32, not float64)

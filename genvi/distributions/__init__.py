@@ -1,22 +1,62 @@
 """Distributions (layer 1): numpyro-backed families with gradient strategies."""
 
 from genvi.distributions.distribution import Distribution, distribution
-from genvi.distributions.library import *  # noqa: F403
-from genvi.distributions.library import __all__ as _names
+from genvi.distributions.library import (
+    bernoulli,
+    beta,
+    binomial,
+    categorical,
+    dirichlet,
+    exponential,
+    flip,
+    gamma,
+    geometric,
+    laplace,
+    mv_normal,
+    mv_normal_diag,
+    normal,
+    poisson,
+    uniform,
+)
 from genvi.distributions.strategies import (
     ENUM,
     MVD,
-    MeasureValued,
     REINFORCE,
     REPARAM,
     Baselined,
     Enum,
+    MeasureValued,
     Reinforce,
     Reparam,
     Strategy,
 )
 
 __all__ = [
-    "Distribution", "distribution", "Strategy", "Reparam", "Reinforce", "Baselined", "Enum", "MeasureValued",
-    "REPARAM", "REINFORCE", "ENUM", "MVD", *_names,
+    "Distribution",
+    "distribution",
+    "Strategy",
+    "Reparam",
+    "Reinforce",
+    "Baselined",
+    "Enum",
+    "MeasureValued",
+    "REPARAM",
+    "REINFORCE",
+    "ENUM",
+    "MVD",
+    "normal",
+    "mv_normal_diag",
+    "mv_normal",
+    "flip",
+    "bernoulli",
+    "categorical",
+    "beta",
+    "gamma",
+    "dirichlet",
+    "poisson",
+    "geometric",
+    "uniform",
+    "exponential",
+    "laplace",
+    "binomial",
 ]

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 from genvi import _config
 from genvi.core import handlers
@@ -158,7 +159,7 @@ class Distribution(GenerativeFunction):
             )
         if not self.family.discrete and kind in "iu":
             value = value.astype(expect.dtype)
-        if self.family.discrete and kind == "f" and not isinstance(value, jax.core.Tracer):
+        if self.family.discrete and kind == "f" and not isinstance(value, Tracer):
             v = np.asarray(value)
             if not np.all(v == np.round(v)):
                 raise ChoiceTypeError(
@@ -185,7 +186,7 @@ class Distribution(GenerativeFunction):
                 f"{self.name} {self._where()}: parameter {pname!r} lies outside its support "
                 f"({constraint}); got {{}}"
             )
-            if isinstance(ok, jax.core.Tracer):
+            if isinstance(ok, Tracer):
                 def _raise(ok_, val_, msg=msg):
                     if not np.all(ok_):
                         raise SupportError(msg.format(np.asarray(val_)))

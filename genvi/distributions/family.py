@@ -174,6 +174,10 @@ class SiteSpec:
     def mvd_candidates(self, key, value, flat, dflat):  # pragma: no cover - interface
         raise NotImplementedError
 
+    def support_values(self, flat):  # pragma: no cover - interface
+        """The candidate values of a finite support (a 1-D array shared by all elements)."""
+        raise NotImplementedError
+
     @property
     def base(self) -> BaseSite:  # pragma: no cover - interface
         raise NotImplementedError

@@ -15,6 +15,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from jax.core import ShapedArray
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
@@ -46,7 +47,7 @@ def _abstract_eval(*avals, site, strategy, addr, n_ops):
     out = jax.eval_shape(
         lambda *a: _impl(*a, site=site, strategy=strategy, addr=addr, n_ops=n_ops), *structs
     )
-    return jax.core.ShapedArray(out.shape, out.dtype)
+    return ShapedArray(out.shape, out.dtype)
 
 
 def _jvp(primals, tangents, *, site, strategy, addr, n_ops):

@@ -186,7 +186,7 @@ def _score_jvp(call: SiteCall, z, fn_name: str):
     return t
 
 
-def _eval_elementwise(z, cands, kont, with_primal: bool = False):
+def _eval_elementwise(z, cands, kont, with_primal: bool = False) -> Any:
     """Evaluate the continuation at ``z`` with each element ``i`` replaced by ``cands[i, m]``.
 
     Returns ``(v, dv)`` of shape ``[n, M]``; with ``with_primal``, ``((v, dv) at z, (v, dv)
@@ -403,7 +403,7 @@ class Enum(Strategy):
 
         logp, dlogp = _jvp(logp_fl, [call.flat[i] for i in idx], [call.dflat[i] for i in idx])
         p = jnp.exp(logp)  # [n, V]
-        v, dv = _eval_elementwise(z, grid.reshape(values.shape[0], n).T, kont)
+        v, dv = _eval_elementwise(z, jnp.reshape(grid, (values.shape[0], n)).T, kont)
         # Values outside an element's support (binomial counts above its total) have p = 0:
         # mask them, so that a continuation undefined there cannot leak a NaN.
         v = jnp.where(p > 0, v, 0.0)
