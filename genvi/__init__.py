@@ -4,6 +4,7 @@ Models and guides are generative functions (``@gv.gen``); objectives are program
 (``@gv.expectation``) that genvi turns into unbiased gradient estimators.
 """
 
+from genvi import objectives, plot
 from genvi._config import validate, validation_enabled
 from genvi.adev import Expectation, expectation
 from genvi.combinators import cond, scan, switch, vmap
@@ -21,8 +22,6 @@ from genvi.core import (
     choice_map,
     gen,
 )
-from genvi import objectives
-from genvi.inference import ImportanceResult, importance_sampling
 from genvi.distributions import (
     ENUM,
     MVD,
@@ -52,6 +51,15 @@ from genvi.distributions import (
     poisson,
     uniform,
 )
+from genvi.inference import (
+    ImportanceResult,
+    Marginal,
+    Normalized,
+    importance_sampling,
+    marginal,
+    normalize,
+)
+from genvi.training import fit
 
 __version__ = "0.1.0"
 
@@ -64,7 +72,9 @@ __all__ = [
     "normal", "mv_normal_diag", "mv_normal", "flip", "bernoulli", "categorical", "beta",
     "gamma", "dirichlet", "poisson", "geometric", "uniform", "exponential", "laplace",
     "binomial",
+    "fit", "plot",
     "validate", "validation_enabled", "importance_sampling", "ImportanceResult",
+    "marginal", "Marginal", "normalize", "Normalized",
     "GenviError", "AddressError", "ChoiceTypeError", "ModelingError", "StrategyError",
     "SupportError",
 ]

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job, from a fresh clone: venv, install, run.
+# The main job, from a fresh clone: venv, install, run (default: genvi vae; any genvi
+# subcommand and options may be given instead, e.g. `bash scripts/main.sh quickstart`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -8,4 +9,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e .
-.venv/bin/genvi "${@:-quickstart}"
+.venv/bin/genvi "${@:-vae}"

@@ -1,0 +1,13 @@
+"""Data sets for the examples and the ``genvi vae`` command (nothing is downloaded).
+
+- :func:`digits`: scikit-learn's bundled 8x8 handwritten digits, binarized;
+- :func:`mnist`: MNIST from local IDX (optionally gzipped) or ``.npz`` files;
+- :func:`read_idx`, :func:`binarize`, :func:`split`: the pieces they are made of.
+"""
+
+from genvi.data._common import DataError, Dataset, binarize, split
+from genvi.data._digits import digits
+from genvi.data._idx import read_idx
+from genvi.data._mnist import mnist
+
+__all__ = ["digits", "mnist", "read_idx", "binarize", "split", "Dataset", "DataError"]

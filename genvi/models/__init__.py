@@ -1,0 +1,1 @@
+"""Ready-made models written in genvi (see :mod:`genvi.models.vae`)."""
