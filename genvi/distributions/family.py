@@ -126,11 +126,22 @@ def family_from_numpyro(cls, name: str | None = None) -> Family:
         name=name or cls.__name__,
         make=cls,
         discrete=discrete,
-        reparam=bool(getattr(cls, "has_rsample", False)) and not discrete,
+        reparam=_class_has_rsample(cls) and not discrete,
         enum_support=enum,
         params=params,
         defaults=defaults,
     )
+
+
+def _class_has_rsample(cls) -> bool:
+    """numpyro's ``has_rsample`` is an instance property (on the class it is a property
+    object, always truthy): every parameter is reparameterized exactly when
+    ``reparametrized_params`` covers ``arg_constraints``."""
+    params = getattr(cls, "reparametrized_params", None)
+    constraints = getattr(cls, "arg_constraints", None)
+    if not isinstance(params, (list, tuple)) or not isinstance(constraints, dict):
+        return False
+    return bool(constraints) and set(params) == set(constraints)
 
 
 def _numpyro_enum_support(cls):

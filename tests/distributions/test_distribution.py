@@ -202,3 +202,12 @@ def test_a_distribution_is_a_generative_function(key):
         np.testing.assert_allclose(w, logp, rtol=1e-6)
     tr, w = gv.normal.importance(key, {}, 0.5, 2.0)
     assert w == 0.0 and tr.retval == gv.normal.simulate(key, 0.5, 2.0).retval
+
+
+def test_wrapped_non_reparameterized_sampler_defaults_to_reinforce():
+    # numpyro's VonMises sampler is not reparameterized: a pathwise default would be biased.
+    vm = gv.distribution(nd.VonMises)
+    assert vm.strategy.name == "REINFORCE"
+    with pytest.raises(gv.StrategyError, match="VonMises"):
+        vm.reparam  # noqa: B018
+    assert gv.distribution(nd.Cauchy).strategy.name == "REPARAM"
