@@ -48,7 +48,7 @@ class UnitWrappedNormal(nd.Distribution):
     standard deviations away or more). Reparameterized."""
 
     arg_constraints = {"loc": constraints.real, "scale": constraints.interval(0.0, 0.5)}
-    support = constraints.interval(0.0, 1.0)
+    support = constraints.interval(0.0, 1.0)  # type: ignore[assignment]
     reparametrized_params = ["loc", "scale"]
 
     def __init__(self, loc, scale, *, validate_args=None):
@@ -57,7 +57,7 @@ class UnitWrappedNormal(nd.Distribution):
         super().__init__(batch_shape=shape, validate_args=validate_args)
 
     def sample(self, key, sample_shape=()):
-        eps = jax.random.normal(key, tuple(sample_shape) + self.batch_shape)
+        eps = jax.random.normal(key, tuple(sample_shape) + self.batch_shape)  # type: ignore[arg-type]
         return jnp.mod(self.loc + self.scale * eps, 1.0)
 
     def log_prob(self, value):

@@ -62,7 +62,7 @@ def run(seed: int = 0, particles: int = 20_000, steps: int = 500) -> dict:
         jax.random.split(key, 2000)
     )
     return {
-        "exact": (float(mean), float(sd), float(log_ml)),
+        "exact": (float(jnp.asarray(mean)), float(sd), float(jnp.asarray(log_ml))),
         "importance": (float(is_mean), float(is_sd), float(res.log_ml), float(res.effective_sample_size)),
         "vi": (float(phi[0]), float(jnp.exp(phi[1])), float(vals.mean())),
     }

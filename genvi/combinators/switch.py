@@ -115,27 +115,47 @@ class SwitchGF(GenerativeFunction):
             )
         return shapes
 
-    def assess(self, choices, index, *args):
+    def _assess_with(self, choices, index, args, density, what):
         cm = choice_map(choices)
-        shapes = self._check_addresses(cm, args, None, "assess")
+        shapes = self._check_addresses(cm, args, None, what)
         i = _concrete_index(index)
         if i is None:
             for b, s in enumerate(shapes):
                 missing = [a for a in s.addresses() if not cm.has(a)]
                 if missing:
                     raise AddressError(
-                        f"assess of {self.name} with a traced index: branch {b} needs "
+                        f"{what} of {self.name} with a traced index: branch {b} needs "
                         f"{', '.join(format_address(a) for a in missing)}; with a traced index "
                         "give the choices of every branch (untaken ones are ignored)"
                     )
 
         def method(g, c):
             sub = _restrict(c, shapes[self.gfs.index(g)].addresses())
-            logp, ret = g.assess(sub, *args)
+            logp, ret = density(g, sub)
             return Trace(sub, logp, ret, args), jnp.zeros(())
 
         tr, _ = self._dispatch(index, method, (cm,), args)
         return tr.score, tr.retval
+
+    def assess(self, choices, index, *args):
+        return self._assess_with(
+            choices, index, args, lambda g, sub: g.assess(sub, *args), "assess"
+        )
+
+    @property
+    def has_estimated_density(self):  # type: ignore[override]
+        return any(g.has_estimated_density for g in self.gfs)
+
+    def estimate_logpdf(self, key, choices, index, *args):
+        """Like :meth:`assess`, handing ``key`` to the branch taken, so a branch may hold
+        a :func:`genvi.marginal` (its density then an unbiased estimate)."""
+        return self._assess_with(
+            choices,
+            index,
+            args,
+            lambda g, sub: g.estimate_logpdf(key, sub, *args),
+            "estimate_logpdf",
+        )
 
     def importance(self, key, constraints, index, *args):
         cm = choice_map(constraints)

@@ -155,6 +155,7 @@ class Marginal(GenerativeFunction):
             )
 
     def _check_proposal_choices(self, cm: ChoiceMap):
+        assert self.proposal is not None
         bad = [a for a in cm.addresses() if not _under(a, self.over)]
         if bad:
             raise AddressError(
