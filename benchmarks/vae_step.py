@@ -159,7 +159,7 @@ def main(argv=None):
     v_genvi, g_genvi = jax.jit(genvi_elbo.value_and_grad_estimate)(keys[0], p0, x)
     same = bool(np.allclose(v_hand, v_genvi, rtol=1e-4)) and all(
         np.allclose(a, b, rtol=1e-3, atol=1e-3)
-        for a, b in zip(jax.tree.leaves(g_hand), jax.tree.leaves(g_genvi))
+        for a, b in zip(jax.tree.leaves(g_hand), jax.tree.leaves(g_genvi), strict=True)
     )
 
     runners = {}
