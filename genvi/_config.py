@@ -16,11 +16,17 @@ def validate(flag: bool = True):
     Concrete values are checked when the program is traced; traced values are checked
     when the compiled program runs.
 
-    Usable as a plain call or as a context manager::
+    Usable as a plain call or as a context manager (see the examples below).
 
-        gv.validate(True)
-        with gv.validate(True):
-            model.simulate(key, theta)
+    Examples:
+        >>> with gv.validate(True):
+        ...     try:
+        ...         gv.normal.simulate(jax.random.key(0), 0.0, -1.0)
+        ...     except gv.SupportError as e:
+        ...         print("SupportError:", "scale" in str(e))
+        SupportError: True
+        >>> gv.validation_enabled()
+        False
     """
     previous = _VALIDATE[0]
     _VALIDATE[0] = bool(flag)
@@ -36,5 +42,13 @@ def validate(flag: bool = True):
 
 
 def validation_enabled() -> bool:
-    """Whether :func:`validate` is on."""
+    """Whether :func:`validate` is on.
+
+    Examples:
+        >>> gv.validation_enabled()
+        False
+        >>> with gv.validate(True):
+        ...     gv.validation_enabled()
+        True
+    """
     return _VALIDATE[0]
