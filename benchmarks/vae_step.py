@@ -195,7 +195,7 @@ def main(argv=None):
     times = {name: [] for name in runners}
     for r in range(args.rounds):
         order = list(runners)
-        order = order[r % len(order):] + order[: r % len(order)]
+        order = order[r % len(order) :] + order[: r % len(order)]
         for name in order:
             t = time.perf_counter()
             runners[name]()

@@ -9,6 +9,8 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev]"
 .venv/bin/ruff check genvi tests benchmarks
+.venv/bin/ruff format --check genvi tests benchmarks
+.venv/bin/pyright
 # pytest exits 5 when it collects no test: that must fail CI, and it does (set -e).
 .venv/bin/python -m pytest -q -n 2 --dist loadfile tests
 if [ -d notebooks ] && ls notebooks/*.ipynb >/dev/null 2>&1; then

@@ -155,6 +155,7 @@ def test_api_reference_lists_every_public_name():
 # ------------------------------------------------------------------------------------------
 # Examples.
 
+
 def _needs_example(mod: str, name: str) -> bool:
     """Functions and generative functions (distributions included) need an example; classes
     are shown by the functions that make them, and their docstrings say what they hold."""

@@ -15,8 +15,10 @@ from genvi.core.errors import ModelingError
 
 
 def _is_zero(t) -> bool:
-    return t is None or isinstance(t, jax.custom_derivatives.SymbolicZero) or (
-        getattr(t, "dtype", None) == jax.dtypes.float0
+    return (
+        t is None
+        or isinstance(t, jax.custom_derivatives.SymbolicZero)
+        or (getattr(t, "dtype", None) == jax.dtypes.float0)
     )
 
 
@@ -107,9 +109,7 @@ class Expectation:
     # ---- public ---------------------------------------------------------------------
     def _maybe_jit(self, name, fn, key, args, **static):
         leaves = jax.tree_util.tree_leaves((key, args))
-        if any(isinstance(x, Tracer) for x in leaves) or not all(
-            _is_array_leaf(x) for x in leaves
-        ):
+        if any(isinstance(x, Tracer) for x in leaves) or not all(_is_array_leaf(x) for x in leaves):
             return fn(key, *args, **static)
         cache_key = (name, tuple(sorted(static.items())))
         if cache_key not in self._jitted:
@@ -175,5 +175,3 @@ def expectation(fn: Callable) -> Expectation:
         True
     """
     return Expectation(fn)
-
-

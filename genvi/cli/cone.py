@@ -123,12 +123,15 @@ def setups(inner: int = 5, outer: int = 5, proposal: str = "learned"):
         "HVI": (o.hvi(cone, hierarchical, "u", r), hname, hier, True),
         f"IWHVI({inner})": (
             o.iwhvi(cone, hierarchical, "u", r, inner_particles=inner),
-            hname, hier, True,
+            hname,
+            hier,
+            True,
         ),
         f"DIWHVI({outer}, {inner})": (
-            o.diwhvi(cone, hierarchical, "u", r, particles=outer,
-                     inner_particles=inner),
-            hname, hier, True,
+            o.diwhvi(cone, hierarchical, "u", r, particles=outer, inner_particles=inner),
+            hname,
+            hier,
+            True,
         ),
     }
 
@@ -183,7 +186,10 @@ def log_evidence(z: float = Z_OBS) -> float:
 
 
 def run(
-    steps: int = 5000, seed: int = 0, samples: int = 10_000, lr: float = 0.02,
+    steps: int = 5000,
+    seed: int = 0,
+    samples: int = 10_000,
+    lr: float = 0.02,
     proposal: str = "learned",
 ) -> dict:
     """Train and evaluate the five objectives; returns a JSON-able dict of results."""
@@ -195,17 +201,26 @@ def run(
         t0 = time.perf_counter()
         phi, values = train(objective, phi0, hier, k_train, steps, lr)
         mean, se = evaluate(objective, phi, hier, k_eval, samples)
-        rows.append({
-            "objective": name,
-            "guide": guide_name,
-            "value": mean,
-            "se": se,
-            "last_100_train_mean": float(jnp.mean(values[-100:])),
-            "seconds": time.perf_counter() - t0,
-            "phi": jax.tree_util.tree_map(lambda a: np.asarray(a).tolist(), phi),
-        })
-    return {"steps": steps, "seed": seed, "samples": samples, "lr": lr, "proposal": proposal,
-            "log_p_z": log_evidence(Z_OBS), "rows": rows}
+        rows.append(
+            {
+                "objective": name,
+                "guide": guide_name,
+                "value": mean,
+                "se": se,
+                "last_100_train_mean": float(jnp.mean(values[-100:])),
+                "seconds": time.perf_counter() - t0,
+                "phi": jax.tree_util.tree_map(lambda a: np.asarray(a).tolist(), phi),
+            }
+        )
+    return {
+        "steps": steps,
+        "seed": seed,
+        "samples": samples,
+        "lr": lr,
+        "proposal": proposal,
+        "log_p_z": log_evidence(Z_OBS),
+        "rows": rows,
+    }
 
 
 def table(result: dict) -> str:
@@ -243,16 +258,25 @@ def main(args) -> int:
     if args.out is not None:
         out = os.path.abspath(args.out)
         if os.path.exists(out) and not os.path.isdir(out):
-            print(f"genvi cone: error: --out {args.out} exists and is not a directory",
-                  file=sys.stderr)
+            print(
+                f"genvi cone: error: --out {args.out} exists and is not a directory",
+                file=sys.stderr,
+            )
             return 2
     steps = args.steps
     if os.environ.get("GENVI_CI") == "1" and args.steps is None:
         steps = 200
-    result = run(steps=steps or 5000, seed=args.seed, samples=args.samples, lr=args.lr,
-                 proposal=args.proposal)
-    print(f"genvi cone: observed z = {Z_OBS}, {result['steps']} Adam steps "
-          f"(lr {result['lr']}), {result['proposal']} proposal for u, values from {result['samples']} samples each, seed {args.seed}")
+    result = run(
+        steps=steps or 5000,
+        seed=args.seed,
+        samples=args.samples,
+        lr=args.lr,
+        proposal=args.proposal,
+    )
+    print(
+        f"genvi cone: observed z = {Z_OBS}, {result['steps']} Adam steps "
+        f"(lr {result['lr']}), {result['proposal']} proposal for u, values from {result['samples']} samples each, seed {args.seed}"
+    )
     print(table(result))
     if out is not None:
         os.makedirs(out, exist_ok=True)
@@ -269,14 +293,26 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "cone", help="the cone example: ELBO, IWAE, HVI, IWHVI and DIWHVI, trained and compared"
     )
-    p.add_argument("--steps", type=_positive(int), default=None,
-                   help="Adam steps per objective (default 5000; 200 when GENVI_CI=1)")
+    p.add_argument(
+        "--steps",
+        type=_positive(int),
+        default=None,
+        help="Adam steps per objective (default 5000; 200 when GENVI_CI=1)",
+    )
     p.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
-    p.add_argument("--samples", type=_positive(int), default=10_000,
-                   help="samples for each final estimate (default 10000)")
+    p.add_argument(
+        "--samples",
+        type=_positive(int),
+        default=10_000,
+        help="samples for each final estimate (default 10000)",
+    )
     p.add_argument("--lr", type=_positive(float), default=0.02, help="Adam step size")
-    p.add_argument("--proposal", choices=("learned", "prior"), default="learned",
-                   help="proposal for the angle u in gv.marginal: a learned wrapped normal "
-                   "(default) or its prior")
+    p.add_argument(
+        "--proposal",
+        choices=("learned", "prior"),
+        default="learned",
+        help="proposal for the angle u in gv.marginal: a learned wrapped normal "
+        "(default) or its prior",
+    )
     p.add_argument("--out", default=None, help="directory to write cone.json and cone.md")
     p.set_defaults(run=main)

@@ -63,7 +63,12 @@ def run(seed: int = 0, particles: int = 20_000, steps: int = 500) -> dict:
     )
     return {
         "exact": (float(jnp.asarray(mean)), float(sd), float(jnp.asarray(log_ml))),
-        "importance": (float(is_mean), float(is_sd), float(res.log_ml), float(res.effective_sample_size)),
+        "importance": (
+            float(is_mean),
+            float(is_sd),
+            float(res.log_ml),
+            float(res.effective_sample_size),
+        ),
         "vi": (float(phi[0]), float(jnp.exp(phi[1])), float(vals.mean())),
     }
 
@@ -76,6 +81,10 @@ def main(args) -> int:
     print("genvi quickstart: z ~ N(0, 1), x_i ~ N(z, 0.5), observed x = [1.1, 0.7, 1.6]")
     print(f"{'':24s}{'mean':>10s}{'sd':>10s}{'log p(x)':>12s}")
     print(f"{'exact':24s}{m:10.4f}{s:10.4f}{lml:12.4f}")
-    print(f"{'importance sampling':24s}{im:10.4f}{isd:10.4f}{ilml:12.4f}   (ESS {ess:.0f} of {args.particles})")
-    print(f"{'VI (ELBO, Adam)':24s}{vm:10.4f}{vs:10.4f}{velbo:12.4f}   (ELBO; equals log p(x) at the exact posterior)")
+    print(
+        f"{'importance sampling':24s}{im:10.4f}{isd:10.4f}{ilml:12.4f}   (ESS {ess:.0f} of {args.particles})"
+    )
+    print(
+        f"{'VI (ELBO, Adam)':24s}{vm:10.4f}{vs:10.4f}{velbo:12.4f}   (ELBO; equals log p(x) at the exact posterior)"
+    )
     return 0

@@ -37,7 +37,9 @@ class ScanGF(GenerativeFunction):
     @staticmethod
     def _split_ret(ret, name):
         if not (isinstance(ret, tuple) and len(ret) == 2):
-            raise ModelingError(f"the body of {name} must return a pair (carry, y), got {type(ret).__name__}")
+            raise ModelingError(
+                f"the body of {name} must return a pair (carry, y), got {type(ret).__name__}"
+            )
         return ret
 
     def simulate(self, key, carry, xs=None) -> Trace:

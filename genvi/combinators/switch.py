@@ -90,8 +90,7 @@ class SwitchGF(GenerativeFunction):
             )
         except TypeError as e:
             raise ChoiceTypeError(
-                f"{self.name}: branches must return values of the same structure and shape "
-                f"({e})"
+                f"{self.name}: branches must return values of the same structure and shape ({e})"
             ) from None
         return Trace(choices, score, retval, args), extra
 

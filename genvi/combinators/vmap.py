@@ -42,7 +42,9 @@ def _axis_size(args, axes, name):
     if not sizes:
         raise ValueError(f"vmap({name}): no argument is mapped (every in_axes is None)")
     if len(sizes) > 1:
-        raise ChoiceTypeError(f"vmap({name}): mapped arguments disagree on the axis size: {sorted(sizes)}")
+        raise ChoiceTypeError(
+            f"vmap({name}): mapped arguments disagree on the axis size: {sorted(sizes)}"
+        )
     return sizes.pop()
 
 
@@ -105,9 +107,9 @@ class VmapGF(GenerativeFunction):
         cm = choice_map(constraints)
         self._check_leading(cm, n)
         keys = jax.random.split(key, n)
-        tr, w = jax.vmap(
-            lambda k, c, *a: self.gf.importance(k, c, *a), in_axes=(0, 0, *axes)
-        )(keys, cm, *args)
+        tr, w = jax.vmap(lambda k, c, *a: self.gf.importance(k, c, *a), in_axes=(0, 0, *axes))(
+            keys, cm, *args
+        )
         return Trace(tr.choices, jnp.sum(tr.score), tr.retval, args), jnp.sum(w)
 
 

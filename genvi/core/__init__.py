@@ -13,7 +13,17 @@ from genvi.core.genfn import GenCall, GenerativeFunction, StaticGenerativeFuncti
 from genvi.core.trace import Trace
 
 __all__ = [
-    "ChoiceMap", "choice_map", "Trace", "GenCall", "GenerativeFunction",
-    "StaticGenerativeFunction", "gen", "GenviError", "AddressError", "ChoiceTypeError",
-    "ModelingError", "StrategyError", "SupportError",
+    "ChoiceMap",
+    "choice_map",
+    "Trace",
+    "GenCall",
+    "GenerativeFunction",
+    "StaticGenerativeFunction",
+    "gen",
+    "GenviError",
+    "AddressError",
+    "ChoiceTypeError",
+    "ModelingError",
+    "StrategyError",
+    "SupportError",
 ]

@@ -31,7 +31,7 @@ def normalize_address(addr: Any) -> Address:
         if not isinstance(p, str):
             raise AddressError(
                 f"address {addr!r} is not valid: every part of an address must be a str, "
-                f"got {type(p).__name__} {p!r}. Write e.g. `gv.normal(0., 1.) @ \"z\"`."
+                f'got {type(p).__name__} {p!r}. Write e.g. `gv.normal(0., 1.) @ "z"`.'
             )
     return parts
 
@@ -181,7 +181,8 @@ class ChoiceMap(Mapping):
         if self.is_leaf and not self._data:
             return self._value
         return {
-            k: (v.to_dict() if isinstance(v, ChoiceMap) else v) for k, v in sorted(self._data.items())
+            k: (v.to_dict() if isinstance(v, ChoiceMap) else v)
+            for k, v in sorted(self._data.items())
         }
 
     # ----- display -----
@@ -200,7 +201,9 @@ class ChoiceMap(Mapping):
             return NotImplemented
         a, ta = jax.tree_util.tree_flatten(self)
         b, tb = jax.tree_util.tree_flatten(other)
-        return ta == tb and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b, strict=True))
+        return ta == tb and all(
+            np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b, strict=True)
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -260,9 +263,7 @@ def choice_map(x: Any = None) -> ChoiceMap:
     if isinstance(x, ChoiceMap):
         return x
     if not isinstance(x, Mapping):
-        raise TypeError(
-            f"expected a ChoiceMap or a nested dict of choices, got {type(x).__name__}"
-        )
+        raise TypeError(f"expected a ChoiceMap or a nested dict of choices, got {type(x).__name__}")
     out = ChoiceMap()
     for k, v in x.items():
         addr = normalize_address(k)

@@ -84,7 +84,7 @@ class GenCall:
         return handlers.visit(addr, self.gf, self.args, self.kwargs)
 
     def __repr__(self) -> str:
-        return f"{self.gf.name}(...)  # give it an address: {self.gf.name}(...) @ \"addr\""
+        return f'{self.gf.name}(...)  # give it an address: {self.gf.name}(...) @ "addr"'
 
 
 class StaticGenerativeFunction(GenerativeFunction):

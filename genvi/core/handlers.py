@@ -91,7 +91,7 @@ class Handler:
         if self.choices.has(addr) or any(self.choices.has(addr[:i]) for i in range(1, len(addr))):
             raise AddressError(
                 f"address {format_address(current_address())} is used twice in {self.owner.name}; "
-                "every random choice needs its own address (in a loop, use f\"x{i}\" or gv.vmap)"
+                'every random choice needs its own address (in a loop, use f"x{i}" or gv.vmap)'
             )
         self.choices = self.choices.set(addr, choices.value if choices.is_leaf else choices)
 

@@ -101,7 +101,11 @@ class Distribution(GenerativeFunction):
         self._validate(args)
         site, flat = self._site(args)
         value = sample_bind(
-            key, flat, self.operands, site=site, strategy=self.strategy,
+            key,
+            flat,
+            self.operands,
+            site=site,
+            strategy=self.strategy,
             addr=handlers.current_address(),
         )
         return Trace(ChoiceMap.leaf(value), site.logpdf(value, flat), value, args)
@@ -187,6 +191,7 @@ class Distribution(GenerativeFunction):
                 f"({constraint}); got {{}}"
             )
             if isinstance(ok, Tracer):
+
                 def _raise(ok_, val_, msg=msg):
                     if not np.all(ok_):
                         raise SupportError(msg.format(np.asarray(val_)))

@@ -86,7 +86,9 @@ class Family:
             with _numpyro_validation(False):
                 return self.make(*args, validate_args=False)
         except (TypeError, ValueError) as e:
-            raise type(e)(f"{self.name}{self.signature()}: cannot build from {describe_args(args)}: {e}") from None
+            raise type(e)(
+                f"{self.name}{self.signature()}: cannot build from {describe_args(args)}: {e}"
+            ) from None
 
     def signature(self) -> str:
         return "(" + ", ".join(self.params) + ")"

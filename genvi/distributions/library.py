@@ -34,7 +34,9 @@ def _binomial_support(total_count, probs):
     return jnp.arange(n + 1, dtype=jnp.int32)
 
 
-normal = Distribution(Family("normal", nd.Normal, False, True, mvd="normal", params=("loc", "scale")))
+normal = Distribution(
+    Family("normal", nd.Normal, False, True, mvd="normal", params=("loc", "scale"))
+)
 """Normal(loc, scale). Default strategy REPARAM; also REINFORCE, MVD.
 
 Examples:
@@ -90,7 +92,12 @@ Examples:
 
 bernoulli = Distribution(
     Family(
-        "bernoulli", nd.BernoulliLogits, True, False, enum_support=_two, mvd="bernoulli",
+        "bernoulli",
+        nd.BernoulliLogits,
+        True,
+        False,
+        enum_support=_two,
+        mvd="bernoulli",
         params=("logits",),
     )
 )
@@ -103,8 +110,13 @@ Examples:
 
 categorical = Distribution(
     Family(
-        "categorical", nd.CategoricalLogits, True, False, enum_support=_categorical_support,
-        mvd="categorical", params=("logits",),
+        "categorical",
+        nd.CategoricalLogits,
+        True,
+        False,
+        enum_support=_categorical_support,
+        mvd="categorical",
+        params=("logits",),
     )
 )
 """Categorical on {0, ..., K-1} parameterized by logits (last axis K).
@@ -117,7 +129,9 @@ Examples:
     <distribution categorical with ENUM>
 """
 
-beta = Distribution(Family("beta", nd.Beta, False, True, params=("concentration1", "concentration0")))
+beta = Distribution(
+    Family("beta", nd.Beta, False, True, params=("concentration1", "concentration0"))
+)
 """Beta(concentration1, concentration0); implicit reparameterization.
 
 Examples:
@@ -205,7 +219,19 @@ Examples:
 """
 
 __all__ = [
-    "normal", "mv_normal_diag", "mv_normal", "flip", "bernoulli", "categorical", "beta",
-    "gamma", "dirichlet", "poisson", "geometric", "uniform", "exponential", "laplace",
+    "normal",
+    "mv_normal_diag",
+    "mv_normal",
+    "flip",
+    "bernoulli",
+    "categorical",
+    "beta",
+    "gamma",
+    "dirichlet",
+    "poisson",
+    "geometric",
+    "uniform",
+    "exponential",
+    "laplace",
     "binomial",
 ]

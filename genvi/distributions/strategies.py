@@ -145,8 +145,7 @@ def _check_fixed_support(call: SiteCall, idx: list) -> None:
     site, shapes = call.site, [(jnp.shape(a), jnp.result_type(a)) for a in call.flat]
     while isinstance(site, BatchedSite):
         shapes = [
-            s if d is None else (s[0][1:], s[1])
-            for s, d in zip(shapes, site.dims[1:], strict=True)
+            s if d is None else (s[0][1:], s[1]) for s, d in zip(shapes, site.dims[1:], strict=True)
         ]
         site = site.inner
     moving = [i for i in idx if call.dflat[i] is not None]

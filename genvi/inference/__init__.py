@@ -6,5 +6,10 @@ from genvi.inference.marginal import Marginal, marginal
 from genvi.inference.normalize import Normalized, normalize
 
 __all__ = [
-    "ImportanceResult", "importance_sampling", "Marginal", "marginal", "Normalized", "normalize",
+    "ImportanceResult",
+    "importance_sampling",
+    "Marginal",
+    "marginal",
+    "Normalized",
+    "normalize",
 ]

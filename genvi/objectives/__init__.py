@@ -22,7 +22,22 @@ from genvi.objectives._rws import RWS, rws
 from genvi.objectives._vimco import vimco
 
 __all__ = [
-    "elbo", "iwae", "renyi", "vimco", "cubo", "rws", "RWS", "hvi", "iwhvi", "diwhvi",
-    "log_joint", "log_weight", "log_weights", "logmeanexp", "score_term", "loo_baselines",
-    "check_particles", "check_reparam",
+    "elbo",
+    "iwae",
+    "renyi",
+    "vimco",
+    "cubo",
+    "rws",
+    "RWS",
+    "hvi",
+    "iwhvi",
+    "diwhvi",
+    "log_joint",
+    "log_weight",
+    "log_weights",
+    "logmeanexp",
+    "score_term",
+    "loo_baselines",
+    "check_particles",
+    "check_reparam",
 ]

@@ -69,9 +69,7 @@ def _log_joint(key, model, latents, observations, model_args, who="the guide"):
 def _diagnose(model, model_args, latents: ChoiceMap, obs: ChoiceMap, who: str) -> str:
     """What differs between the model's choices and the guide's (for an error message)."""
     try:
-        shapes = jax.eval_shape(
-            lambda k: model.simulate(k, *model_args).choices, jax.random.key(0)
-        )
+        shapes = jax.eval_shape(lambda k: model.simulate(k, *model_args).choices, jax.random.key(0))
     except Exception:  # noqa: BLE001 - only a diagnosis: keep the original error
         return ""
     model_addrs = {a: shapes[a] if a else shapes.value for a in shapes.addresses()}
@@ -172,9 +170,9 @@ def log_weights(key, particles, model, guide, model_args, guide_args, observatio
         >>> log_ml = gv.objectives.logmeanexp(lw)       # an estimate of log p(x)
     """
     keys = jax.random.split(key, particles)
-    return jax.vmap(
-        lambda k: log_weight(k, model, guide, model_args, guide_args, observations)
-    )(keys)
+    return jax.vmap(lambda k: log_weight(k, model, guide, model_args, guide_args, observations))(
+        keys
+    )
 
 
 def logmeanexp(x, axis=None):
@@ -274,6 +272,12 @@ def check_reparam(guide, guide_args, objective: str):
 
 
 __all__ = [
-    "check_particles", "check_reparam", "log_joint", "log_weight", "log_weights",
-    "logmeanexp", "loo_baselines", "score_term",
+    "check_particles",
+    "check_reparam",
+    "log_joint",
+    "log_weight",
+    "log_weights",
+    "logmeanexp",
+    "loo_baselines",
+    "score_term",
 ]

@@ -42,9 +42,7 @@ def _split_observed(choices: ChoiceMap, observed: ChoiceMap):
     return latent, obs
 
 
-def rws(
-    model, guide, particles: int = 5, amortize: Callable | None = None
-) -> RWS:
+def rws(model, guide, particles: int = 5, amortize: Callable | None = None) -> RWS:
     """Reweighted wake-sleep (Bornschein & Bengio, "Reweighted wake-sleep", ICLR 2015;
     Le et al., "Revisiting reweighted wake-sleep", UAI 2019).
 

@@ -36,7 +36,9 @@ def test_vmap_inside_scan(key):
     obs = jnp.arange(12.0).reshape(4, 3)
     tr2, w = chain.importance(key, {"obs": {"y": obs}}, 0.0)
     zs2 = np.asarray(tr2["z"])
-    np.testing.assert_allclose(w, st.norm(zs2[:, None], 0.5).logpdf(np.asarray(obs)).sum(), rtol=1e-5)
+    np.testing.assert_allclose(
+        w, st.norm(zs2[:, None], 0.5).logpdf(np.asarray(obs)).sum(), rtol=1e-5
+    )
 
 
 def test_scan_inside_vmap_inside_a_model(key):
@@ -73,8 +75,9 @@ def test_cond_inside_vmap(key):
     a, b = np.asarray(tr["val", "a"]), np.asarray(tr["val", "b"])
     assert 0 < c.sum() < 16
     p = np.asarray(ps)
-    want = np.where(c == 1, np.log(p) + st.norm(6.0, 2.0).logpdf(b),
-                    np.log(1 - p) + st.norm(1.0, 1.0).logpdf(a)).sum()
+    want = np.where(
+        c == 1, np.log(p) + st.norm(6.0, 2.0).logpdf(b), np.log(1 - p) + st.norm(1.0, 1.0).logpdf(a)
+    ).sum()
     np.testing.assert_allclose(tr.score, want, rtol=1e-5)
     np.testing.assert_allclose(jax.jit(many.assess)(tr.choices, ps)[0], want, rtol=1e-5)
     # importance: observe every particle's value in the taken branch

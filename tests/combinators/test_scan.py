@@ -58,7 +58,9 @@ def test_importance_with_observed_ys(key):
     zs = np.asarray(tr["z"])
     np.testing.assert_allclose(tr["y"], ys)
     np.testing.assert_allclose(w, st.norm(zs, OBS).logpdf(np.asarray(ys)).sum(), rtol=1e-5)
-    np.testing.assert_allclose(tr.score, ar1_logpdf(1.5, zs, np.asarray(ys), np.asarray(DRIFTS)), rtol=1e-5)
+    np.testing.assert_allclose(
+        tr.score, ar1_logpdf(1.5, zs, np.asarray(ys), np.asarray(DRIFTS)), rtol=1e-5
+    )
     # everything constrained: the weight is the density
     _, w_all = chain.importance(key, tr.choices, 1.5, DRIFTS)
     np.testing.assert_allclose(w_all, tr.score, rtol=1e-5)
@@ -118,7 +120,9 @@ def test_errors(key):
     chain = gv.scan(step, length=5)
     with pytest.raises(gv.ChoiceTypeError, match="length=5 but xs has 3 rows"):
         chain.simulate(key, 0.0, jnp.zeros(3))
-    with pytest.raises(gv.ChoiceTypeError, match=r"'y' has shape \(4,\).*leading time axis of size 5"):
+    with pytest.raises(
+        gv.ChoiceTypeError, match=r"'y' has shape \(4,\).*leading time axis of size 5"
+    ):
         chain.importance(key, {"y": jnp.zeros(4)}, 0.0, DRIFTS)
     with pytest.raises(gv.ModelingError, match="give length="):
         gv.scan(step).simulate(key, 0.0)

@@ -64,9 +64,7 @@ def test_traced_index_pads_untaken_branches_and_scores_the_taken_one(key):
         # ... the untaken ones hold zeros, and only the taken branch is scored
         for a in {"e", "u", "v"} - set(own):
             assert tr[a] == 0.0
-        want = (
-            logpdf_fn(tr.choices, 0.5) if logpdf_fn else st.norm(10.5, 0.5).logpdf(tr["u"])
-        )
+        want = logpdf_fn(tr.choices, 0.5) if logpdf_fn else st.norm(10.5, 0.5).logpdf(tr["u"])
         np.testing.assert_allclose(tr.score, want, rtol=1e-5)
         # assess under jit gives the same density; its retval is the taken branch's
         logp, ret = jax.jit(sw.assess)(tr.choices, i, 0.5)
@@ -142,7 +140,9 @@ def test_grad_through_a_branch():
     sw = gv.cond(large, small)
     g = jax.grad(lambda x: sw.assess({"u": 1.0, "v": 2.0, "e": 0.3}, True, x)[0])(0.5)
     np.testing.assert_allclose(g, (2.0 - 0.5) / 9.0, rtol=1e-5)  # large's density only
-    g = jax.jit(jax.grad(lambda x, i: sw.assess({"u": 1.0, "v": 2.0, "e": 0.3}, i, x)[0]))(0.5, False)
+    g = jax.jit(jax.grad(lambda x, i: sw.assess({"u": 1.0, "v": 2.0, "e": 0.3}, i, x)[0]))(
+        0.5, False
+    )
     np.testing.assert_allclose(g, 1.0 - 0.5, rtol=1e-5)
 
 
@@ -183,7 +183,9 @@ def test_switch_hands_a_key_to_a_marginal_branch():
 
     n = 4000
     keys = jax.random.split(jax.random.key(3), n)
-    est = jax.jit(jax.vmap(lambda k: jnp.exp(model.estimate_logpdf(k, {"b": 0, "br": {"x": 0.7}})[0])))(keys)
+    est = jax.jit(
+        jax.vmap(lambda k: jnp.exp(model.estimate_logpdf(k, {"b": 0, "br": {"x": 0.7}})[0]))
+    )(keys)
     exact = 0.5 * jax.scipy.stats.norm.pdf(0.7, 0.0, jnp.sqrt(2.0))
     se = est.std() / jnp.sqrt(n)
     assert abs(est.mean() - exact) < 5 * se

@@ -43,7 +43,9 @@ def test_in_axes_none_and_a_mapped_scale(key):
     np.testing.assert_allclose(tr.score, want, rtol=1e-5)
     # default in_axes=0 maps every argument
     tr = gv.vmap(point).simulate(key, MU, scales)
-    want = point_logpdf(np.asarray(tr["z"]), np.asarray(tr["x"]), np.asarray(MU), np.asarray(scales))
+    want = point_logpdf(
+        np.asarray(tr["z"]), np.asarray(tr["x"]), np.asarray(MU), np.asarray(scales)
+    )
     np.testing.assert_allclose(tr.score, want.sum(), rtol=1e-5)
 
 
@@ -80,9 +82,10 @@ def test_vmap_of_a_distribution_and_inside_a_model(key):
     tr = jax.jit(model.simulate)(key)
     zs = np.asarray(tr["zs"])
     assert tr.choices.addresses() == [("pts", "x"), ("pts", "z"), ("zs",)]
-    want = st.norm(np.asarray(MU), 1.0).logpdf(zs).sum() + point_logpdf(
-        np.asarray(tr["pts", "z"]), np.asarray(tr["pts", "x"]), zs, 1.0
-    ).sum()
+    want = (
+        st.norm(np.asarray(MU), 1.0).logpdf(zs).sum()
+        + point_logpdf(np.asarray(tr["pts", "z"]), np.asarray(tr["pts", "x"]), zs, 1.0).sum()
+    )
     np.testing.assert_allclose(tr.score, want, rtol=1e-5)
 
 

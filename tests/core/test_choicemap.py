@@ -15,9 +15,7 @@ def test_choice_map_from_nested_dict_and_tuple_keys():
     assert cm["inner", "deep", "y"] == 2.0
     assert cm["inner"]["deep"]["y"] == 2.0
     assert cm["t", "u"] == 3.0
-    assert cm.addresses() == [
-        ("inner", "deep", "y"), ("inner", "x"), ("t", "u"), ("z",)
-    ]
+    assert cm.addresses() == [("inner", "deep", "y"), ("inner", "x"), ("t", "u"), ("z",)]
     assert ("inner", "x") in cm and "z" in cm
     assert ("inner", "nope") not in cm and 3 not in cm
     assert isinstance(cm["inner"], gv.ChoiceMap)

@@ -53,9 +53,7 @@ def test_raw_importance_is_unbiased_for_marginal_likelihood_and_posterior(key):
     _within((r * z).mean(), mean, (r * z).std() / np.sqrt(K), "E[z | x]")
     _within((r * z**2).mean(), var + mean**2, (r * z**2).std() / np.sqrt(K), "E[z^2 | x]")
     # each weight is the likelihood of x given the particle's z
-    np.testing.assert_allclose(
-        logw[:3], st.norm(z[:3, None], S).logpdf(X).sum(1), rtol=1e-4
-    )
+    np.testing.assert_allclose(logw[:3], st.norm(z[:3, None], S).logpdf(X).sum(1), rtol=1e-4)
 
 
 def _snis_check(res, f, exact, what):

@@ -52,9 +52,7 @@ def test_assess_of_simulated_choices_gives_the_score(key):
 def test_hierarchical_addresses_and_density(key):
     tr = jax.jit(top.simulate)(key, 0.3)
     c = tr.choices
-    assert c.addresses() == [
-        ("o", "m1", "x"), ("o", "m1", "z"), ("o", "m2", "x"), ("o", "m2", "z")
-    ]
+    assert c.addresses() == [("o", "m1", "x"), ("o", "m1", "z"), ("o", "m2", "x"), ("o", "m2", "z")]
     # tuple indexing, chained indexing and trace indexing agree
     assert c["o", "m1", "z"] == c["o"]["m1"]["z"] == tr["o", "m1", "z"]
     z1, x1, z2, x2 = (c["o", m, a] for m in ("m1", "m2") for a in ("z", "x"))
@@ -246,7 +244,9 @@ def test_grad_of_assess_in_arguments_and_in_continuous_choices():
         gv.choice_map({"o": {"m1": {"z": z, "x": x}, "m2": {"z": 0.0, "x": 0.2}}})
     )
     # z1 appears in m1 and as the mean of m2's z
-    np.testing.assert_allclose(g["o", "m1", "z"], -(z - theta) + (x - z) / 0.25 + (0.0 - z), rtol=1e-5)
+    np.testing.assert_allclose(
+        g["o", "m1", "z"], -(z - theta) + (x - z) / 0.25 + (0.0 - z), rtol=1e-5
+    )
     np.testing.assert_allclose(g["o", "m2", "x"], -(0.2 - 0.0) / 0.25, rtol=1e-5)
 
 
@@ -264,6 +264,7 @@ def test_grad_through_simulate_and_importance(key):
 @pytest.mark.parametrize("dist, args", [(gv.flip, (0.3,)), (gv.poisson, (2.0,))])
 def test_grad_in_parameters_of_a_discrete_choice(dist, args):
     """assess of a discrete choice is differentiable in its parameters (not its value)."""
+
     @gv.gen
     def m(p):
         return dist(p) @ "k"
@@ -297,4 +298,6 @@ def test_a_call_that_makes_no_choice_needs_no_constraint(key):
     np.testing.assert_allclose(logp, st.norm(3.0, 1.0).logpdf(3.0), rtol=1e-6)
     tr, w = m.importance(key, {"z": 3.0})
     np.testing.assert_allclose(w, logp, rtol=1e-6)
-    np.testing.assert_allclose(m.simulate(key).score, st.norm(3.0, 1.0).logpdf(m.simulate(key)["z"]), rtol=1e-5)
+    np.testing.assert_allclose(
+        m.simulate(key).score, st.norm(3.0, 1.0).logpdf(m.simulate(key)["z"]), rtol=1e-5
+    )

@@ -16,10 +16,17 @@ import genvi as gv
 @pytest.mark.parametrize(
     "dist, strategy",
     [
-        (gv.normal, gv.REPARAM), (gv.gamma, gv.REPARAM), (gv.beta, gv.REPARAM),
-        (gv.dirichlet, gv.REPARAM), (gv.mv_normal, gv.REPARAM), (gv.uniform, gv.REPARAM),
-        (gv.flip, gv.REINFORCE), (gv.categorical, gv.REINFORCE), (gv.poisson, gv.REINFORCE),
-        (gv.binomial, gv.REINFORCE), (gv.geometric, gv.REINFORCE),
+        (gv.normal, gv.REPARAM),
+        (gv.gamma, gv.REPARAM),
+        (gv.beta, gv.REPARAM),
+        (gv.dirichlet, gv.REPARAM),
+        (gv.mv_normal, gv.REPARAM),
+        (gv.uniform, gv.REPARAM),
+        (gv.flip, gv.REINFORCE),
+        (gv.categorical, gv.REINFORCE),
+        (gv.poisson, gv.REINFORCE),
+        (gv.binomial, gv.REINFORCE),
+        (gv.geometric, gv.REINFORCE),
     ],
 )
 def test_default_strategy(dist, strategy):

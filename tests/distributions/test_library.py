@@ -70,7 +70,10 @@ def _mvn_case(name, dist, loc, second, cov):
     loc, cov = np.asarray(loc), np.asarray(cov)
     twin = st.multivariate_normal(loc, cov)
     return Case(
-        name, dist, (jnp.asarray(loc), jnp.asarray(second)), twin,
+        name,
+        dist,
+        (jnp.asarray(loc), jnp.asarray(second)),
+        twin,
         points=[loc, loc + np.array([1.3, -0.7]), np.array([-2.0, 4.0])],
         marginals=lambda: [st.norm(loc[i], np.sqrt(cov[i, i])) for i in range(len(loc))],
         moments=lambda: (loc, np.diag(cov)),
@@ -81,43 +84,152 @@ ALPHA = np.array([1.5, 2.0, 4.0])
 LOGITS = np.array([0.1, -1.0, 0.7, 0.0])
 
 CASES = [
-    Case("normal", gv.normal, (0.5, 2.0), st.norm(0.5, 2.0), [-1.3, 0.5, 3.7],
-         params2=(-1.0, 0.5), twin2=st.norm(-1.0, 0.5)),
-    Case("flip", gv.flip, (0.3,), st.bernoulli(0.3), [0, 1], discrete=True,
-         params2=(0.8,), twin2=st.bernoulli(0.8)),
-    Case("bernoulli", gv.bernoulli, (-0.4,), st.bernoulli(sp.expit(-0.4)), [0, 1],
-         discrete=True, params2=(1.5,), twin2=st.bernoulli(sp.expit(1.5))),
-    Case("categorical", gv.categorical, (jnp.asarray(LOGITS),), _categorical_twin(LOGITS),
-         [0, 1, 2, 3], discrete=True, params2=(jnp.asarray([2.0, 0.0, -1.0, 0.5]),),
-         twin2=_categorical_twin([2.0, 0.0, -1.0, 0.5])),
-    Case("beta", gv.beta, (2.0, 5.0), st.beta(2.0, 5.0), [0.1, 0.4, 0.9],
-         params2=(0.7, 1.5), twin2=st.beta(0.7, 1.5)),
-    Case("gamma", gv.gamma, (3.0, 2.0), st.gamma(3.0, scale=1 / 2.0), [0.2, 1.5, 4.0],
-         params2=(0.8, 0.5), twin2=st.gamma(0.8, scale=1 / 0.5)),
-    Case("dirichlet", gv.dirichlet, (jnp.asarray(ALPHA),), st.dirichlet(ALPHA),
-         [np.array([0.2, 0.3, 0.5]), np.array([0.6, 0.1, 0.3])],
-         marginals=lambda: [st.beta(a, ALPHA.sum() - a) for a in ALPHA],
-         moments=lambda: (st.dirichlet(ALPHA).mean(), st.dirichlet(ALPHA).var())),
-    Case("poisson", gv.poisson, (3.5,), st.poisson(3.5), [0, 2, 7], discrete=True,
-         params2=(0.6,), twin2=st.poisson(0.6)),
-    Case("geometric", gv.geometric, (0.3,), st.geom(0.3, loc=-1), [0, 1, 5], discrete=True,
-         params2=(0.7,), twin2=st.geom(0.7, loc=-1)),
-    Case("uniform", gv.uniform, (-1.0, 3.0), st.uniform(-1.0, 4.0), [-0.5, 0.0, 2.9],
-         params2=(2.0, 2.5), twin2=st.uniform(2.0, 0.5)),
-    Case("exponential", gv.exponential, (1.5,), st.expon(scale=1 / 1.5), [0.1, 1.0, 3.0],
-         params2=(0.3,), twin2=st.expon(scale=1 / 0.3)),
-    Case("laplace", gv.laplace, (0.5, 2.0), st.laplace(0.5, 2.0), [-3.0, 0.5, 1.7],
-         params2=(-1.0, 0.3), twin2=st.laplace(-1.0, 0.3)),
-    Case("binomial", gv.binomial, (10, 0.3), st.binom(10, 0.3), [0, 3, 10], discrete=True,
-         params2=(4, 0.9), twin2=st.binom(4, 0.9)),
-    _mvn_case("mv_normal_diag", gv.mv_normal_diag, [0.5, -1.0], [2.0, 0.5],
-              np.diag([4.0, 0.25])),
-    _mvn_case("mv_normal", gv.mv_normal, [0.5, -1.0], [[2.0, 0.6], [0.6, 1.0]],
-              [[2.0, 0.6], [0.6, 1.0]]),
-    Case("StudentT (gv.distribution)", student_t, (4.0, 0.5, 2.0), st.t(4.0, 0.5, 2.0),
-         [-3.0, 0.5, 6.0], params2=(10.0, -1.0, 0.5), twin2=st.t(10.0, -1.0, 0.5)),
-    Case("DiscreteUniform (gv.distribution)", discrete_uniform, (2, 6), st.randint(2, 7),
-         [2, 4, 6], discrete=True, params2=(0, 1), twin2=st.randint(0, 2)),
+    Case(
+        "normal",
+        gv.normal,
+        (0.5, 2.0),
+        st.norm(0.5, 2.0),
+        [-1.3, 0.5, 3.7],
+        params2=(-1.0, 0.5),
+        twin2=st.norm(-1.0, 0.5),
+    ),
+    Case(
+        "flip",
+        gv.flip,
+        (0.3,),
+        st.bernoulli(0.3),
+        [0, 1],
+        discrete=True,
+        params2=(0.8,),
+        twin2=st.bernoulli(0.8),
+    ),
+    Case(
+        "bernoulli",
+        gv.bernoulli,
+        (-0.4,),
+        st.bernoulli(sp.expit(-0.4)),
+        [0, 1],
+        discrete=True,
+        params2=(1.5,),
+        twin2=st.bernoulli(sp.expit(1.5)),
+    ),
+    Case(
+        "categorical",
+        gv.categorical,
+        (jnp.asarray(LOGITS),),
+        _categorical_twin(LOGITS),
+        [0, 1, 2, 3],
+        discrete=True,
+        params2=(jnp.asarray([2.0, 0.0, -1.0, 0.5]),),
+        twin2=_categorical_twin([2.0, 0.0, -1.0, 0.5]),
+    ),
+    Case(
+        "beta",
+        gv.beta,
+        (2.0, 5.0),
+        st.beta(2.0, 5.0),
+        [0.1, 0.4, 0.9],
+        params2=(0.7, 1.5),
+        twin2=st.beta(0.7, 1.5),
+    ),
+    Case(
+        "gamma",
+        gv.gamma,
+        (3.0, 2.0),
+        st.gamma(3.0, scale=1 / 2.0),
+        [0.2, 1.5, 4.0],
+        params2=(0.8, 0.5),
+        twin2=st.gamma(0.8, scale=1 / 0.5),
+    ),
+    Case(
+        "dirichlet",
+        gv.dirichlet,
+        (jnp.asarray(ALPHA),),
+        st.dirichlet(ALPHA),
+        [np.array([0.2, 0.3, 0.5]), np.array([0.6, 0.1, 0.3])],
+        marginals=lambda: [st.beta(a, ALPHA.sum() - a) for a in ALPHA],
+        moments=lambda: (st.dirichlet(ALPHA).mean(), st.dirichlet(ALPHA).var()),
+    ),
+    Case(
+        "poisson",
+        gv.poisson,
+        (3.5,),
+        st.poisson(3.5),
+        [0, 2, 7],
+        discrete=True,
+        params2=(0.6,),
+        twin2=st.poisson(0.6),
+    ),
+    Case(
+        "geometric",
+        gv.geometric,
+        (0.3,),
+        st.geom(0.3, loc=-1),
+        [0, 1, 5],
+        discrete=True,
+        params2=(0.7,),
+        twin2=st.geom(0.7, loc=-1),
+    ),
+    Case(
+        "uniform",
+        gv.uniform,
+        (-1.0, 3.0),
+        st.uniform(-1.0, 4.0),
+        [-0.5, 0.0, 2.9],
+        params2=(2.0, 2.5),
+        twin2=st.uniform(2.0, 0.5),
+    ),
+    Case(
+        "exponential",
+        gv.exponential,
+        (1.5,),
+        st.expon(scale=1 / 1.5),
+        [0.1, 1.0, 3.0],
+        params2=(0.3,),
+        twin2=st.expon(scale=1 / 0.3),
+    ),
+    Case(
+        "laplace",
+        gv.laplace,
+        (0.5, 2.0),
+        st.laplace(0.5, 2.0),
+        [-3.0, 0.5, 1.7],
+        params2=(-1.0, 0.3),
+        twin2=st.laplace(-1.0, 0.3),
+    ),
+    Case(
+        "binomial",
+        gv.binomial,
+        (10, 0.3),
+        st.binom(10, 0.3),
+        [0, 3, 10],
+        discrete=True,
+        params2=(4, 0.9),
+        twin2=st.binom(4, 0.9),
+    ),
+    _mvn_case("mv_normal_diag", gv.mv_normal_diag, [0.5, -1.0], [2.0, 0.5], np.diag([4.0, 0.25])),
+    _mvn_case(
+        "mv_normal", gv.mv_normal, [0.5, -1.0], [[2.0, 0.6], [0.6, 1.0]], [[2.0, 0.6], [0.6, 1.0]]
+    ),
+    Case(
+        "StudentT (gv.distribution)",
+        student_t,
+        (4.0, 0.5, 2.0),
+        st.t(4.0, 0.5, 2.0),
+        [-3.0, 0.5, 6.0],
+        params2=(10.0, -1.0, 0.5),
+        twin2=st.t(10.0, -1.0, 0.5),
+    ),
+    Case(
+        "DiscreteUniform (gv.distribution)",
+        discrete_uniform,
+        (2, 6),
+        st.randint(2, 7),
+        [2, 4, 6],
+        discrete=True,
+        params2=(0, 1),
+        twin2=st.randint(0, 2),
+    ),
 ]
 SCALAR = [c for c in CASES if c.marginals is None]
 
@@ -160,7 +272,10 @@ def test_array_parameters_give_one_choice_with_summed_density(case):
     """Parameters stacked along a new axis: one array-valued choice, density = sum."""
     x1 = case.points[1]
     x2 = case.twin2.rvs(random_state=np.random.default_rng(0))
-    params = tuple(jnp.stack([jnp.asarray(a), jnp.asarray(b)]) for a, b in zip(case.params, case.params2, strict=True))
+    params = tuple(
+        jnp.stack([jnp.asarray(a), jnp.asarray(b)])
+        for a, b in zip(case.params, case.params2, strict=True)
+    )
     value = jnp.asarray([x1, x2])
     want = _twin_logpdf(case.twin, x1, case.discrete) + _twin_logpdf(case.twin2, x2, case.discrete)
     np.testing.assert_allclose(
@@ -170,7 +285,8 @@ def test_array_parameters_give_one_choice_with_summed_density(case):
     tr = jax.jit(case.dist.simulate)(jax.random.key(3), *params)
     assert tr.retval.shape == (2,)
     want_score = sum(
-        _twin_logpdf(t, float(v), case.discrete) for t, v in zip((case.twin, case.twin2), tr.retval, strict=True)
+        _twin_logpdf(t, float(v), case.discrete)
+        for t, v in zip((case.twin, case.twin2), tr.retval, strict=True)
     )
     np.testing.assert_allclose(tr.score, want_score, rtol=1e-5, atol=1e-5)
 
@@ -251,7 +367,9 @@ def test_parameter_conventions():
     want = a * np.log(b) + (a - 1) * np.log(x) - b * x - sp.gammaln(a)
     np.testing.assert_allclose(gv.gamma.logpdf(x, a, b), want, rtol=1e-5)
     # poisson(rate)
-    np.testing.assert_allclose(gv.poisson.logpdf(2, 3.0), 2 * np.log(3.0) - 3.0 - np.log(2), rtol=1e-5)
+    np.testing.assert_allclose(
+        gv.poisson.logpdf(2, 3.0), 2 * np.log(3.0) - 3.0 - np.log(2), rtol=1e-5
+    )
     # geometric(probs) counts failures from 0: P(0) = p, P(k) = (1-p)^k p
     np.testing.assert_allclose(gv.geometric.logpdf(0, 0.3), np.log(0.3), rtol=1e-6)
     np.testing.assert_allclose(gv.geometric.logpdf(2, 0.3), np.log(0.7**2 * 0.3), rtol=1e-5)

@@ -85,8 +85,10 @@ def test_prior_proposal_with_a_discrete_latent_and_a_nested_address(particles):
         estn, _ = qn.estimate_logpdf(k4, {"inner": {"z": z0}, "y": y0})
         exact_n = mixture_logpdf(zn) + norm.logpdf(yn, zn, 1.0)
         return (
-            jnp.exp(est), jnp.exp(mixture_logpdf(tr.choices["z"]) - tr.score),
-            jnp.exp(estn), jnp.exp(exact_n - trn.score),
+            jnp.exp(est),
+            jnp.exp(mixture_logpdf(tr.choices["z"]) - tr.score),
+            jnp.exp(estn),
+            jnp.exp(exact_n - trn.score),
         )
 
     dens, recip, dens_n, recip_n = draws(one)
@@ -118,6 +120,7 @@ def test_importance_weights_are_proper():
 
 
 # ----- a marginal standing where the model stands ----------------------------------
+
 
 @gv.gen
 def joint():
@@ -155,7 +158,9 @@ def test_a_marginal_model_inside_a_gen_model_in_an_elbo():
         w = jnp.asarray(w / np.sqrt(2 * np.pi))
         z = phi[0] + jnp.exp(phi[1]) * jnp.asarray(e)
         pu = jnp.array([0.7, 0.3])
-        lpz = jnp.stack([norm.logpdf(z, -1.0, 1.0), norm.logpdf(z, 2.0, 1.0)]) + norm.logpdf(x, z, 0.5)
+        lpz = jnp.stack([norm.logpdf(z, -1.0, 1.0), norm.logpdf(z, 2.0, 1.0)]) + norm.logpdf(
+            x, z, 0.5
+        )
         total = 0.0
         for u1 in range(2):
             for u2 in range(2):

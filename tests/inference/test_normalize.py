@@ -77,10 +77,14 @@ def test_normalizer_density_and_reciprocal_estimates_are_unbiased():
     def one(key):
         k1, k2, k3 = jax.random.split(key, 3)
         zhat = jnp.exp(post.estimate_log_normalizer(k1, (THETA,), (PHI,)))
-        dens = jnp.stack([
-            jnp.exp(post.estimate_logpdf(jax.random.fold_in(k2, z), {"z": z}, (THETA,), (PHI,))[0])
-            for z in range(3)
-        ])
+        dens = jnp.stack(
+            [
+                jnp.exp(
+                    post.estimate_logpdf(jax.random.fold_in(k2, z), {"z": z}, (THETA,), (PHI,))[0]
+                )
+                for z in range(3)
+            ]
+        )
         tr = post.simulate(k3, (THETA,), (PHI,))
         z = tr.choices["z"]
         return zhat, dens, jnp.exp(jnp.log(qs)[z] - tr.score), jax.nn.one_hot(z, 3)

@@ -19,8 +19,12 @@ def test_log_evidence_against_a_quadrature_in_the_radius():
     by the trapezoid rule on a fine grid: an independent route to the reference value."""
     r = np.linspace(1e-6, 60.0, 2_000_001)
     sd = 0.1 + r**2 / 100.0
-    f = r / 100.0 * np.exp(-(r**2) / 200.0) * np.exp(-0.5 * ((5.0 - r**2) / sd) ** 2) / (
-        sd * math.sqrt(2 * math.pi)
+    f = (
+        r
+        / 100.0
+        * np.exp(-(r**2) / 200.0)
+        * np.exp(-0.5 * ((5.0 - r**2) / sd) ** 2)
+        / (sd * math.sqrt(2 * math.pi))
     )
     assert abs(math.log(np.trapezoid(f, r)) - cone.log_evidence(5.0)) < 1e-6
 
@@ -60,7 +64,11 @@ def test_cone_command_trains_and_reports_lower_bounds(tmp_path, capsys):
     assert main(["cone", "--steps", "40", "--samples", "400", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "cone.json").read_text())
     assert [r["objective"] for r in result["rows"]] == [
-        "ELBO", "IWAE(5)", "HVI", "IWHVI(5)", "DIWHVI(5, 5)"
+        "ELBO",
+        "IWAE(5)",
+        "HVI",
+        "IWHVI(5)",
+        "DIWHVI(5, 5)",
     ]
     for r in result["rows"]:  # every objective is a lower bound on log p(z = 5)
         assert math.isfinite(r["value"]) and r["value"] < result["log_p_z"] + 5 * r["se"]

@@ -28,7 +28,9 @@ def test_renyi_matches_its_exact_expectation(alpha):
     k = 3
     obj = gv.objectives.renyi(dmodel, dguide(gv.categorical.enum), alpha, k)
     est = vg_draws(obj, (THETA,), (PHI,), OBS)
-    exact = exact_value_and_grad(lambda lp, lq: logmeanexp((1 - alpha) * (lp - lq)) / (1 - alpha), k)
+    exact = exact_value_and_grad(
+        lambda lp, lq: logmeanexp((1 - alpha) * (lp - lq)) / (1 - alpha), k
+    )
     check_vg(est, exact, f"renyi alpha={alpha}")
 
 

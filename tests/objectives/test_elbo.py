@@ -60,7 +60,9 @@ def test_elbo_at_exact_posterior_is_log_evidence():
             assert_unbiased(gg[0], jnp.zeros(2), "plain elbo d phi at the posterior")
 
 
-@pytest.mark.parametrize("dist", [gv.categorical.enum, gv.categorical.reinforce, gv.categorical.mvd])
+@pytest.mark.parametrize(
+    "dist", [gv.categorical.enum, gv.categorical.reinforce, gv.categorical.mvd]
+)
 def test_elbo_discrete_guide(dist):
     est = vg_draws(gv.objectives.elbo(dmodel, dguide(dist)), (THETA,), (PHI,), OBS)
     check_vg(est, exact_value_and_grad(lambda lp, lq: jnp.sum(lp - lq), 1), f"elbo {dist}")

@@ -64,19 +64,28 @@ def _run(obj):
 
 @pytest.mark.parametrize("name", sorted(OBJECTIVES))
 def test_guide_visits_an_address_the_model_does_not_have(name):
-    with pytest.raises(gv.AddressError, match=r"(?s)'w'.*never visits.*the guide samples 'w', which the model does not have"):
+    with pytest.raises(
+        gv.AddressError,
+        match=r"(?s)'w'.*never visits.*the guide samples 'w', which the model does not have",
+    ):
         _run(OBJECTIVES[name](extra_guide))
 
 
 @pytest.mark.parametrize("name", sorted(OBJECTIVES))
 def test_guide_misses_a_latent(name):
-    with pytest.raises(gv.AddressError, match=r"(?s)address 'z2'.*the model needs 'z2', which the guide does not sample"):
+    with pytest.raises(
+        gv.AddressError,
+        match=r"(?s)address 'z2'.*the model needs 'z2', which the guide does not sample",
+    ):
         _run(OBJECTIVES[name](missing_guide))
 
 
 @pytest.mark.parametrize("name", sorted(OBJECTIVES))
 def test_shapes_of_model_and_guide_disagree(name):
-    with pytest.raises(gv.ChoiceTypeError, match=r"(?s)at 'z2' the guide's value has shape \(3,\) but the model's has shape \(\)"):
+    with pytest.raises(
+        gv.ChoiceTypeError,
+        match=r"(?s)at 'z2' the guide's value has shape \(3,\) but the model's has shape \(\)",
+    ):
         _run(OBJECTIVES[name](shape_guide))
 
 

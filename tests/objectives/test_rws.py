@@ -68,9 +68,9 @@ def test_wake_guide_matches_the_exact_expectation_of_its_estimator():
 
 def test_sleep_guide_plain_and_amortized():
     obj = gv.objectives.rws(dmodel, dguide(gv.categorical.reinforce), K)
-    exact = jax.value_and_grad(
-        lambda t, p: jnp.sum(jax.nn.softmax(t) * d_logq(p)), argnums=(0, 1)
-    )(THETA, PHI)
+    exact = jax.value_and_grad(lambda t, p: jnp.sum(jax.nn.softmax(t) * d_logq(p)), argnums=(0, 1))(
+        THETA, PHI
+    )
     value, (gm, gg) = vg_draws(obj.sleep_guide, (THETA,), (PHI,), OBS)
     assert_unbiased(value, exact[0], "sleep value")
     assert_unbiased(gg[0], exact[1][1], "sleep d phi")
