@@ -24,7 +24,7 @@ import numpy as np
 import optax
 
 import genvi as gv
-from genvi.core.handlers import address_key
+from genvi.core._handlers import address_key
 
 D, H, Z, B = 784, 400, 50, 128
 

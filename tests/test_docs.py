@@ -97,7 +97,7 @@ def _griffe(path: str):
 def _target(mod: str, name: str):
     """The griffe object documenting ``mod.name``. Functions, classes and modules are found
     by their runtime ``__module__``/``__qualname__``: a package re-exporting a function
-    named like one of its modules (``genvi.combinators.vmap``) is ambiguous statically."""
+    named like one of its modules (``genvi.combinators.vmap`` was once both) is ambiguous statically."""
     obj = getattr(importlib.import_module(mod), name)
     if inspect.ismodule(obj):
         return _griffe(obj.__name__)

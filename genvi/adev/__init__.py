@@ -1,5 +1,5 @@
 """ADEV (layer 3): expectations and their unbiased gradient estimators."""
 
-from genvi.adev.expectation import Expectation, expectation
+from genvi.adev._expectation import Expectation, expectation
 
 __all__ = ["Expectation", "expectation"]

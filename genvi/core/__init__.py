@@ -1,7 +1,7 @@
 """Generative functions (layer 2): choice maps, traces, the interface and ``@gen``."""
 
-from genvi.core.choicemap import ChoiceMap, choice_map
-from genvi.core.errors import (
+from genvi.core._choicemap import ChoiceMap, choice_map
+from genvi.core._errors import (
     AddressError,
     ChoiceTypeError,
     GenviError,
@@ -9,8 +9,8 @@ from genvi.core.errors import (
     StrategyError,
     SupportError,
 )
-from genvi.core.genfn import GenCall, GenerativeFunction, StaticGenerativeFunction, gen
-from genvi.core.trace import Trace
+from genvi.core._genfn import GenCall, GenerativeFunction, StaticGenerativeFunction, gen
+from genvi.core._trace import Trace
 
 __all__ = [
     "ChoiceMap",

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from genvi.core.errors import GenviError
+from genvi.core._errors import GenviError
 
 
 class DataError(GenviError, ValueError):

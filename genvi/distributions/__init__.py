@@ -1,7 +1,7 @@
 """Distributions (layer 1): numpyro-backed families with gradient strategies."""
 
-from genvi.distributions.distribution import Distribution, distribution
-from genvi.distributions.library import (
+from genvi.distributions._distribution import Distribution, distribution
+from genvi.distributions._library import (
     bernoulli,
     beta,
     binomial,
@@ -18,7 +18,7 @@ from genvi.distributions.library import (
     poisson,
     uniform,
 )
-from genvi.distributions.strategies import (
+from genvi.distributions._strategies import (
     ENUM,
     MVD,
     REINFORCE,

@@ -27,8 +27,8 @@ import jax
 import jax.numpy as jnp
 from jax.extend.core import subjaxprs
 
-from genvi.core.choicemap import ChoiceMap, choice_map, format_address
-from genvi.core.errors import AddressError, ChoiceTypeError, StrategyError
+from genvi.core._choicemap import ChoiceMap, choice_map, format_address
+from genvi.core._errors import AddressError, ChoiceTypeError, StrategyError
 
 sg = jax.lax.stop_gradient
 
@@ -245,10 +245,10 @@ def check_reparam(guide, guide_args, objective: str):
         >>> gv.objectives.check_reparam(guide, (0.5,), "my_objective")
         Traceback (most recent call last):
         ...
-        genvi.core.errors.StrategyError: my_objective needs a guide whose choices are all REPARAM, ...
+        genvi.core._errors.StrategyError: my_objective needs a guide whose choices are all REPARAM, ...
     """
-    from genvi.distributions.primitive import sample_p
-    from genvi.distributions.strategies import Reparam
+    from genvi.distributions._primitive import sample_p
+    from genvi.distributions._strategies import Reparam
 
     closed = jax.make_jaxpr(lambda k: guide.simulate(k, *guide_args).score)(jax.random.key(0))
     bad = []

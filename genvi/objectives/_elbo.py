@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from genvi.adev.expectation import Expectation, expectation
+from genvi.adev._expectation import Expectation, expectation
 from genvi.objectives._common import (
     check_particles,
     check_reparam,

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from genvi.adev.expectation import Expectation
-from genvi.inference.marginal import marginal
+from genvi.adev._expectation import Expectation
+from genvi.inference._marginal import marginal
 from genvi.objectives._common import check_particles
 from genvi.objectives._elbo import elbo, iwae
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from genvi.adev.expectation import Expectation, expectation
+from genvi.adev._expectation import Expectation, expectation
 from genvi.objectives._common import check_particles, log_weights, logmeanexp
 
 

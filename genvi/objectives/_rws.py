@@ -8,9 +8,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from genvi.adev.expectation import Expectation, expectation
-from genvi.core.choicemap import ChoiceMap, choice_map
-from genvi.core.errors import AddressError
+from genvi.adev._expectation import Expectation, expectation
+from genvi.core._choicemap import ChoiceMap, choice_map
+from genvi.core._errors import AddressError
 from genvi.objectives._common import check_particles, log_joint, logmeanexp, sg
 
 

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genvi.core.errors import GenviError
+from genvi.core._errors import GenviError
 from genvi.training._history import History
 from genvi.training._kernel import FitState
 

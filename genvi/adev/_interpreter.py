@@ -3,7 +3,7 @@
 ``run(jaxpr, consts, args)`` evaluates a jaxpr on *dual numbers* ``(primal, tangent)``
 (``tangent`` is ``None`` where it is zero). Deterministic equations are differentiated in
 forward mode with ``jax.jvp``. At each ``sample_p`` equation the strategy's rule
-(:mod:`genvi.distributions.strategies`) receives the rest of the program as a
+(:mod:`genvi.distributions._strategies`) receives the rest of the program as a
 continuation ``kont(z, dz) -> (v, dv)`` and returns an unbiased dual estimate of the
 objective. Nested calls (``jax.jit``, ``remat``) are inlined so the continuation runs
 through them.
@@ -12,7 +12,7 @@ Compiled control flow cannot hand out its continuation as a Python function, so 
 choices inside ``lax.scan`` / ``lax.cond`` (and thus ``gv.scan`` and ``gv.cond`` with a
 traced index) run in *local* mode: REPARAM differentiates through the sample, REINFORCE
 records its score term ``dlog p`` (and ``b dlog p`` for a baseline) in a
-:class:`~genvi.distributions.strategies.ScoreAccumulator`, applied once the continuation
+:class:`~genvi.distributions._strategies.ScoreAccumulator`, applied once the continuation
 after the loop has returned ``(v, dv)``: ``dv += v * S - B``. This is the same estimator
 as the CPS rule, since every REINFORCE choice's continuation ends in the same ``v``.
 Strategies that must evaluate the continuation several times (ENUM, MVD) raise a clear
@@ -31,9 +31,9 @@ import numpy as np
 from jax.extend.core import Jaxpr, Literal, subjaxprs
 from jax.interpreters import ad
 
-from genvi.core.errors import StrategyError
-from genvi.distributions.primitive import sample_p
-from genvi.distributions.strategies import ScoreAccumulator, SiteCall
+from genvi.core._errors import StrategyError
+from genvi.distributions._primitive import sample_p
+from genvi.distributions._strategies import ScoreAccumulator, SiteCall
 
 Dual = tuple  # (primal, tangent or None)
 _INLINE = {"jit", "pjit", "closed_call", "core_call", "checkpoint", "remat", "remat2"}
@@ -304,7 +304,7 @@ def eval_local_eqn(eqn, ins: list[Dual], acc: ScoreAccumulator) -> list[Dual]:
         return eval_eqn(eqn, ins)  # nothing to differentiate: plain sampling
     from jax.extend.core import jaxprs_in_params
 
-    from genvi.core.choicemap import format_address
+    from genvi.core._choicemap import format_address
 
     addrs = sorted(
         {

@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from genvi.core.errors import AddressError
+from genvi.core._errors import AddressError
 
 Address = tuple[str, ...]
 
@@ -187,12 +187,12 @@ class ChoiceMap(Mapping):
 
     # ----- display -----
     def __repr__(self) -> str:
-        from genvi.core.display import choicemap_repr
+        from genvi.core._display import choicemap_repr
 
         return choicemap_repr(self)
 
     def _repr_html_(self) -> str:
-        from genvi.core.display import choicemap_html
+        from genvi.core._display import choicemap_html
 
         return choicemap_html(self)
 

@@ -30,13 +30,13 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from genvi.core.choicemap import choice_map
-from genvi.core.errors import ModelingError
-from genvi.core.genfn import GenerativeFunction
-from genvi.core.trace import Trace
-from genvi.distributions.distribution import Distribution
-from genvi.distributions.library import categorical
-from genvi.inference.marginal import _check_particles
+from genvi.core._choicemap import choice_map
+from genvi.core._errors import ModelingError
+from genvi.core._genfn import GenerativeFunction
+from genvi.core._trace import Trace
+from genvi.distributions._distribution import Distribution
+from genvi.distributions._library import categorical
+from genvi.inference._marginal import _check_particles
 
 
 def _logmeanexp(x):
@@ -183,7 +183,7 @@ def normalize(
         unbiased for ``1 / q_SIR(z_j)``), ``estimate_logpdf`` (``exp`` unbiased for
         ``q_SIR(z)``), ``importance`` and ``estimate_log_normalizer(key, model_args,
         proposal_args)`` (``exp`` unbiased for ``p(observations)``). The derivations are
-        in :mod:`genvi.inference.normalize`.
+        in :mod:`genvi.inference._normalize`.
 
     Examples:
         >>> @gv.gen

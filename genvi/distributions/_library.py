@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as nd
 
-from genvi.core.errors import StrategyError
-from genvi.distributions.distribution import Distribution
-from genvi.distributions.family import Family
+from genvi.core._errors import StrategyError
+from genvi.distributions._distribution import Distribution
+from genvi.distributions._family import Family
 
 
 def _two(_=None):

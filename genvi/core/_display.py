@@ -31,7 +31,7 @@ def _describe(v: Any) -> str:
 
 
 def _lines(cm, indent: str) -> list[str]:
-    from genvi.core.choicemap import ChoiceMap
+    from genvi.core._choicemap import ChoiceMap
 
     out = []
     if cm.is_leaf:
@@ -67,7 +67,7 @@ def _describe_tree(x: Any) -> str:
 
 
 def _html_rows(cm, prefix: tuple) -> list[str]:
-    from genvi.core.choicemap import ChoiceMap
+    from genvi.core._choicemap import ChoiceMap
 
     rows = []
     if cm.is_leaf:

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions.distribution import validation_enabled as _numpyro_validation
 
-from genvi.core.errors import StrategyError
+from genvi.core._errors import StrategyError
 
 
 @dataclass(frozen=True, eq=False)
@@ -230,7 +230,7 @@ class BaseSite(SiteSpec):
         return self.family.enum_support(*self.args(flat))
 
     def mvd_candidates(self, key, value, flat, dflat):
-        from genvi.distributions.mvd import mvd_candidates
+        from genvi.distributions._mvd import mvd_candidates
 
         return mvd_candidates(self.family.mvd, key, value, self.args(flat), self.args(dflat))
 

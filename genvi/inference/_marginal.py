@@ -41,11 +41,11 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from genvi.core import handlers
-from genvi.core.choicemap import Address, ChoiceMap, choice_map, format_address, normalize_address
-from genvi.core.errors import AddressError, ModelingError
-from genvi.core.genfn import GenerativeFunction, StaticGenerativeFunction
-from genvi.core.trace import Trace
+from genvi.core import _handlers as handlers
+from genvi.core._choicemap import Address, ChoiceMap, choice_map, format_address, normalize_address
+from genvi.core._errors import AddressError, ModelingError
+from genvi.core._genfn import GenerativeFunction, StaticGenerativeFunction
+from genvi.core._trace import Trace
 
 
 def _addresses(over: Any) -> tuple[Address, ...]:
@@ -278,7 +278,7 @@ def marginal(gf: GenerativeFunction, over, proposal=None, particles: int = 1) ->
         ``p(z)`` (so it can be a model); it also has ``importance(key, constraints,
         *args)``, while ``assess`` raises (an estimated density needs a key).
 
-    The maths and why each estimate is unbiased are in :mod:`genvi.inference.marginal`.
+    The maths and why each estimate is unbiased are in :mod:`genvi.inference._marginal`.
 
     Examples:
         >>> @gv.gen

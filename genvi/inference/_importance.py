@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from genvi.core.choicemap import choice_map
-from genvi.core.genfn import GenerativeFunction
-from genvi.core.trace import Trace
+from genvi.core._choicemap import choice_map
+from genvi.core._genfn import GenerativeFunction
+from genvi.core._trace import Trace
 
 
 class ImportanceResult(NamedTuple):

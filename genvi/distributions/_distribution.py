@@ -10,14 +10,14 @@ import numpy as np
 from jax.core import Tracer
 
 from genvi import _config
-from genvi.core import handlers
-from genvi.core.choicemap import ChoiceMap, choice_map, format_address
-from genvi.core.errors import AddressError, ChoiceTypeError, SupportError
-from genvi.core.genfn import GenerativeFunction
-from genvi.core.trace import Trace
-from genvi.distributions import strategies as S
-from genvi.distributions.family import BaseSite, Family, describe_args, family_from_numpyro
-from genvi.distributions.primitive import sample_bind
+from genvi.core import _handlers as handlers
+from genvi.core._choicemap import ChoiceMap, choice_map, format_address
+from genvi.core._errors import AddressError, ChoiceTypeError, SupportError
+from genvi.core._genfn import GenerativeFunction
+from genvi.core._trace import Trace
+from genvi.distributions import _strategies as S
+from genvi.distributions._family import BaseSite, Family, describe_args, family_from_numpyro
+from genvi.distributions._primitive import sample_bind
 
 
 class Distribution(GenerativeFunction):

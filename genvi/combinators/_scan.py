@@ -5,10 +5,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from genvi.core.choicemap import choice_map, format_address
-from genvi.core.errors import ChoiceTypeError, ModelingError
-from genvi.core.genfn import GenerativeFunction
-from genvi.core.trace import Trace
+from genvi.core._choicemap import choice_map, format_address
+from genvi.core._errors import ChoiceTypeError, ModelingError
+from genvi.core._genfn import GenerativeFunction
+from genvi.core._trace import Trace
 
 
 class ScanGF(GenerativeFunction):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from genvi.core.choicemap import ChoiceMap, choice_map, format_address
-from genvi.core.errors import AddressError, ChoiceTypeError
-from genvi.core.genfn import GenerativeFunction
-from genvi.core.trace import Trace
+from genvi.core._choicemap import ChoiceMap, choice_map, format_address
+from genvi.core._errors import AddressError, ChoiceTypeError
+from genvi.core._genfn import GenerativeFunction
+from genvi.core._trace import Trace
 
 
 def _concrete_index(index):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from genvi.core.choicemap import ChoiceMap
+from genvi.core._choicemap import ChoiceMap
 
 
 class Trace(NamedTuple):
@@ -29,11 +29,11 @@ class Trace(NamedTuple):
         return self.choices[addr]
 
     def __repr__(self) -> str:
-        from genvi.core.display import trace_repr
+        from genvi.core._display import trace_repr
 
         return trace_repr(self)
 
     def _repr_html_(self) -> str:
-        from genvi.core.display import trace_html
+        from genvi.core._display import trace_html
 
         return trace_html(self)

@@ -7,10 +7,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from genvi.core.choicemap import ChoiceMap, choice_map, format_address
-from genvi.core.errors import ChoiceTypeError
-from genvi.core.genfn import GenerativeFunction
-from genvi.core.trace import Trace
+from genvi.core._choicemap import ChoiceMap, choice_map, format_address
+from genvi.core._errors import ChoiceTypeError
+from genvi.core._genfn import GenerativeFunction
+from genvi.core._trace import Trace
 
 
 def _axes(in_axes, n_args):

@@ -20,9 +20,9 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from genvi.core import handlers
-from genvi.core.choicemap import ChoiceMap, choice_map
-from genvi.core.trace import Trace
+from genvi.core import _handlers as handlers
+from genvi.core._choicemap import ChoiceMap, choice_map
+from genvi.core._trace import Trace
 
 
 class GenerativeFunction:

@@ -24,14 +24,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from genvi.core.choicemap import (
+from genvi.core._choicemap import (
     Address,
     ChoiceMap,
     choice_map,
     format_address,
     normalize_address,
 )
-from genvi.core.errors import AddressError, ModelingError
+from genvi.core._errors import AddressError, ModelingError
 
 _STACK: list[Handler] = []
 _ADDRESS: list[Address] = []

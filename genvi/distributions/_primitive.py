@@ -2,8 +2,8 @@
 
 ``sample_p`` takes a PRNG key, the flattened parameters of a distribution and the
 strategy's own operands (a baseline, say); its static parameters are the
-:class:`~genvi.distributions.family.SiteSpec` (family and parameter structure), the
-:class:`~genvi.distributions.strategies.Strategy` and the address. Outside an
+:class:`~genvi.distributions._family.SiteSpec` (family and parameter structure), the
+:class:`~genvi.distributions._strategies.Strategy` and the address. Outside an
 expectation it simply samples (and differentiates pathwise under ``jax.grad``); inside
 :func:`genvi.expectation` the ADEV interpreter finds each ``sample_p`` in the staged
 program and applies the strategy's rule.
@@ -19,7 +19,7 @@ from jax.core import ShapedArray
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
-from genvi.distributions.family import BatchedSite
+from genvi.distributions._family import BatchedSite
 
 sample_p = Primitive("genvi_sample")
 _NOT_MAPPED = getattr(batching, "not_mapped", None)

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
 
-from genvi.adev.interpreter import run
-from genvi.core.errors import ModelingError
+from genvi.adev._interpreter import run
+from genvi.core._errors import ModelingError
 
 
 def _is_zero(t) -> bool:
@@ -48,7 +48,7 @@ def _estimator(jaxpr):
 
 
 def _run_with_const_tangents(jaxpr, consts, ins):
-    from genvi.adev.interpreter import _run_from, _write
+    from genvi.adev._interpreter import _run_from, _write
 
     env: dict = {}
     _write(env, jaxpr.constvars, consts)
@@ -66,7 +66,7 @@ class Expectation:
     ``fn(key, *args)`` returns a scalar; every random choice it makes (inside
     ``simulate``, ``importance``, combinators, nested expectations) carries a gradient
     strategy. The program is staged to a jaxpr and transformed by ADEV
-    (:mod:`genvi.adev.interpreter`) into an unbiased estimator of the expectation's
+    (:mod:`genvi.adev._interpreter`) into an unbiased estimator of the expectation's
     value and of its gradient.
 
     Methods:

@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 from jax.extend.core import Literal
 
-from genvi.core.errors import StrategyError
-from genvi.distributions.family import BatchedSite, Family, SiteSpec
+from genvi.core._errors import StrategyError
+from genvi.distributions._family import BatchedSite, Family, SiteSpec
 
 Kont = Callable[[Any, Any], tuple[Any, Any]]
 
@@ -45,7 +45,7 @@ class SiteCall(NamedTuple):
         return any(t is not None for t in self.dflat)
 
     def where(self) -> str:
-        from genvi.core.choicemap import format_address
+        from genvi.core._choicemap import format_address
 
         return f"address {format_address(self.addr)}" if self.addr else "an anonymous sample"
 
@@ -415,7 +415,7 @@ class Enum(Strategy):
 
 @dataclass(frozen=True, repr=False)
 class MeasureValued(Strategy):
-    """MVD: measure-valued derivatives (see :mod:`genvi.distributions.mvd` for each
+    """MVD: measure-valued derivatives (see :mod:`genvi.distributions._mvd` for each
     family's decomposition). Value ``f(z)``; tangent
     ``sum_{i,m} w[i,m] f(z with element i := c[i,m]) + df(z)``, unbiased for
     ``d E[f]``. Needs no derivative of ``f`` in the choice, so it applies to discrete
