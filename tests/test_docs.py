@@ -248,6 +248,8 @@ def test_guide_code_runs(page, tmp_path, monkeypatch):
     matplotlib.use("Agg")
     monkeypatch.chdir(tmp_path)  # pages that write files write them here
     namespace: dict = {"__name__": f"docs/{page}"}
-    for i, block in enumerate(_python_blocks((ROOT / "docs" / page).read_text())):
+    blocks = _python_blocks((ROOT / "docs" / page).read_text())
+    assert blocks, f"docs/{page} is listed as a guide page but has no python block"
+    for i, block in enumerate(blocks):
         code = compile(block, f"docs/{page} (python block {i + 1})", "exec")
         exec(code, namespace)
