@@ -29,7 +29,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import Jaxpr, Literal, subjaxprs
-from jax.interpreters import ad
 
 from genvi.core._errors import StrategyError
 from genvi.distributions._primitive import sample_p
@@ -37,26 +36,6 @@ from genvi.distributions._strategies import ScoreAccumulator, SiteCall
 
 Dual = tuple  # (primal, tangent or None)
 _INLINE = {"jit", "pjit", "closed_call", "core_call", "checkpoint", "remat", "remat2"}
-
-
-def _register_stop_gradient_transpose() -> None:
-    """Give ``stop_gradient`` a transpose rule: zero, the derivative of ``stop_gradient``.
-
-    JAX's batching rule for a ``cond`` with a batched index evaluates every branch and
-    wraps the operands of the untaken ones in ``stop_gradient``. When that vmap runs
-    inside this estimator (ENUM and MVD evaluate the continuation under ``jax.vmap``, so
-    a ``gv.cond`` on an enumerated index is batched), the operands include tangents: the
-    estimator's linear program then holds a ``stop_gradient``, which reverse mode could
-    not transpose. Only untaken branches are affected, whose outputs ``select_n`` drops,
-    so a zero cotangent there is exact."""
-    prim = jax.make_jaxpr(jax.lax.stop_gradient)(0.0).eqns[0].primitive
-    if prim not in ad.primitive_transposes:
-        ad.primitive_transposes[prim] = lambda ct, x: [
-            ad.Zero(x.aval) if ad.is_undefined_primal(x) else None
-        ]
-
-
-_register_stop_gradient_transpose()
 
 
 # ---------------------------------------------------------------------------------------
@@ -126,11 +105,62 @@ def eval_eqn(eqn, ins: list[Dual]) -> list[Dual]:
         out = f(*primals)
         outs = out if eqn.primitive.multiple_results else [out]
         return [(o, None) for o in outs]
+    if eqn.primitive.name == "cond" and _is_batched(primals[0]):
+        return _select_cond(eqn, ins)
     tangents = [_float0_or_zero(p, t) for p, t in ins]
     out, tout = jax.jvp(f, primals, tangents)
     if not eqn.primitive.multiple_results:
         out, tout = [out], [tout]
     return [(o, t if _is_float(o) else None) for o, t in zip(out, tout, strict=True)]
+
+
+# ---------------------------------------------------------------------------------------
+# Branches on a batched index.
+#
+# JAX batches a ``cond`` whose index is batched by evaluating every branch and selecting,
+# and it wraps the operands of the untaken branches in ``stop_gradient``. Inside this
+# estimator the operands include tangents, so the estimator's linear program would hold a
+# ``stop_gradient``, which JAX cannot transpose (reverse mode fails). Such a ``cond`` is
+# therefore evaluated here as what JAX would make of it, without the ``stop_gradient``:
+# every branch in forward mode, then ``select_n`` on the index. Nothing is registered with
+# JAX: code outside genvi behaves exactly as without it.
+
+
+def _is_batched(x) -> bool:
+    """Whether ``x`` is batched by a ``jax.vmap`` being traced (a batching tracer)."""
+    from jax._src.interpreters import batching as _batching
+
+    return isinstance(x, _batching.BatchTracer) and x.batch_dim is not _batching.not_mapped
+
+
+def _select(index, n: int, cases: list):
+    idx = jnp.clip(index, 0, n - 1).astype(jnp.int32)
+    if n == 1:
+        return cases[0]
+    if n == 2:
+        idx = idx.astype(bool)
+    return jax.lax.select_n(idx, *cases)
+
+
+def _select_duals(index, per_branch: list[list[Dual]]) -> list[Dual]:
+    n = len(per_branch)
+    out = []
+    for k in range(len(per_branch[0])):
+        duals = [b[k] for b in per_branch]
+        p = _select(index, n, [d[0] for d in duals])
+        if all(d[1] is None for d in duals) or not _is_float(p):
+            out.append((p, None))
+        else:
+            out.append((p, _select(index, n, [_inst(d[1], d[0]) for d in duals])))
+    return out
+
+
+def _select_cond(eqn, ins: list[Dual]) -> list[Dual]:
+    index, ops = ins[0][0], ins[1:]
+    per_branch = []
+    for br in eqn.params["branches"]:
+        per_branch.append(run_local(br.jaxpr, list(br.consts), ops, ScoreAccumulator()))
+    return _select_duals(index, per_branch)
 
 
 # ---------------------------------------------------------------------------------------
@@ -335,6 +365,20 @@ def _acc_pair(acc: ScoreAccumulator):
 def _local_cond(eqn, ins, acc) -> list[Dual]:
     index = ins[0][0]
     ops = ins[1:]
+    if _is_batched(index):
+        # Every branch runs anyway under a batched index (see _select_cond); select their
+        # outputs and score terms.
+        per_branch, scores = [], []
+        for br in eqn.params["branches"]:
+            a = ScoreAccumulator()
+            per_branch.append(run_local(br.jaxpr, list(br.consts), ops, a))
+            scores.append(_acc_pair(a))
+        n = len(scores)
+        s = _select(index, n, [sb[0] for sb in scores])
+        b = _select(index, n, [sb[1] for sb in scores])
+        acc.s = s if acc.s is None else acc.s + s
+        acc.b = b if acc.b is None else acc.b + b
+        return _select_duals(index, per_branch)
     ops_p = [p for p, _ in ops]
     ops_t = [_inst(t, p) for p, t in ops]
 
