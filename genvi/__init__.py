@@ -6,7 +6,7 @@ Models and guides are generative functions (``@gv.gen``); objectives are program
 
 from genvi import data, objectives, plot
 from genvi._config import validate, validation_enabled
-from genvi.adev import Expectation, expectation
+from genvi.adev import Expectation, RawRandomnessWarning, expectation
 from genvi.combinators import cond, scan, switch, vmap
 from genvi.core import (
     AddressError,
@@ -121,4 +121,5 @@ __all__ = [
     "ModelingError",
     "StrategyError",
     "SupportError",
+    "RawRandomnessWarning",
 ]

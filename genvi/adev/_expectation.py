@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
 
+from genvi.adev import _rawrandom as rawrandom
 from genvi.adev._interpreter import run
-from genvi.core._errors import ModelingError
+from genvi.core._errors import ModelingError, runtime_errors
 
 
 def _is_zero(t) -> bool:
@@ -22,7 +23,7 @@ def _is_zero(t) -> bool:
     )
 
 
-def _estimator(jaxpr):
+def _estimator(jaxpr, name: str = "objective"):
     """A ``custom_jvp`` function ``(consts, key, flat_args) -> estimate`` whose JVP is the
     ADEV forward-mode estimator; ``jax.grad`` of it transposes that estimator."""
 
@@ -40,6 +41,12 @@ def _estimator(jaxpr):
         cs = [c for c in consts]
         # Constants with a tangent (closed-over values being differentiated) enter as inputs.
         env_consts = [(c, None if _is_zero(t) else t) for c, t in zip(cs, tconsts, strict=True)]
+        rawrandom.check(
+            jaxpr,
+            tuple(t is not None for _, t in env_consts),
+            tuple(t is not None for _, t in ins),
+            name,
+        )
         v, dv = _run_with_const_tangents(jaxpr, env_consts, ins)
         return v, (jnp.zeros_like(v) if dv is None else dv)
 
@@ -101,7 +108,7 @@ class Expectation:
                 f"expectation {self.name} must return one float scalar, got ({got}); "
                 "reduce with jnp.sum or jnp.mean (e.g. over a minibatch)"
             )
-        return _estimator(closed.jaxpr)(list(closed.consts), key, list(flat))
+        return _estimator(closed.jaxpr, self.name)(list(closed.consts), key, list(flat))
 
     def _value_and_grad(self, key, *args, argnums=0):
         return jax.value_and_grad(lambda *a: self._estimate(key, *a), argnums=argnums)(*args)
@@ -109,12 +116,15 @@ class Expectation:
     # ---- public ---------------------------------------------------------------------
     def _maybe_jit(self, name, fn, key, args, **static):
         leaves = jax.tree_util.tree_leaves((key, args))
-        if any(isinstance(x, Tracer) for x in leaves) or not all(_is_array_leaf(x) for x in leaves):
-            return fn(key, *args, **static)
-        cache_key = (name, tuple(sorted(static.items())))
-        if cache_key not in self._jitted:
-            self._jitted[cache_key] = jax.jit(functools.partial(fn, **static))
-        return self._jitted[cache_key](key, *args)
+        with runtime_errors():  # a genvi error raised while the compiled program runs
+            if any(isinstance(x, Tracer) for x in leaves) or not all(
+                _is_array_leaf(x) for x in leaves
+            ):
+                return fn(key, *args, **static)
+            cache_key = (name, tuple(sorted(static.items())))
+            if cache_key not in self._jitted:
+                self._jitted[cache_key] = jax.jit(functools.partial(fn, **static))
+            return self._jitted[cache_key](key, *args)
 
     def estimate(self, key, *args):
         """An unbiased estimate of the expectation."""

@@ -79,9 +79,10 @@ class GenCall:
 
     def __init__(self, gf: GenerativeFunction, args: tuple, kwargs: dict):
         self.gf, self.args, self.kwargs = gf, args, kwargs
+        handlers.note_call(self)
 
     def __matmul__(self, addr: Any) -> Any:
-        return handlers.visit(addr, self.gf, self.args, self.kwargs)
+        return handlers.visit(self, addr)
 
     def __repr__(self) -> str:
         return f'{self.gf.name}(...)  # give it an address: {self.gf.name}(...) @ "addr"'

@@ -3,7 +3,7 @@
 Inside a ``@gen`` function, ``gf(args) @ "addr"`` asks the *innermost active handler* to
 interpret that call: simulate it (sampling), assess it (reading the value from a choice
 map) or run importance sampling on it (constrained or not). The handlers live on one
-module-level stack, kept here and nowhere else.
+stack per thread (a ``ContextVar``), kept here and nowhere else.
 
 Invariants:
 
@@ -18,6 +18,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextvars
 import zlib
 from typing import Any
 
@@ -33,41 +34,78 @@ from genvi.core._choicemap import (
 )
 from genvi.core._errors import AddressError, ModelingError
 
-_STACK: list[Handler] = []
-_ADDRESS: list[Address] = []
+# The stack of active handlers and of the addresses being visited, per thread and per
+# asyncio task (a ContextVar holding immutable tuples): two threads tracing generative
+# functions at once never see each other's handlers.
+_STACK: contextvars.ContextVar[tuple[Handler, ...]] = contextvars.ContextVar(
+    "genvi_handlers", default=()
+)
+_ADDRESS: contextvars.ContextVar[tuple[Address, ...]] = contextvars.ContextVar(
+    "genvi_addresses", default=()
+)
 
 
 def current_address() -> Address:
     """The full address of the choice being interpreted (empty at the top level)."""
     out: Address = ()
-    for a in _ADDRESS:
+    for a in _ADDRESS.get():
         out = out + a
     return out
 
 
-def visit(addr: Any, gf, args: tuple, kwargs: dict) -> Any:
+def active() -> bool:
+    """Whether a generative function is being interpreted in this thread."""
+    return bool(_STACK.get())
+
+
+def _trace_state():
+    """An opaque token of JAX's current trace (which transformation is being traced)."""
+    from jax._src import core as _core
+
+    return _core.get_opaque_trace_state(convention="genvi")
+
+
+def note_call(call) -> None:
+    """Remember a call ``gf(...)`` made while a generative function runs: one that never
+    gets its ``@ "addr"`` would silently drop its choice (see :meth:`Handler.__exit__`)."""
+    stack = _STACK.get()
+    if stack:
+        stack[-1].unaddressed[id(call)] = call
+
+
+def visit(call, addr: Any) -> Any:
     """Interpret the call ``gf(*args, **kwargs) @ addr`` with the innermost handler."""
-    if not _STACK:
+    gf, args, kwargs = call.gf, call.args, call.kwargs
+    stack = _STACK.get()
+    if not stack:
         raise ModelingError(
             f"`{gf.name}(...) @ {addr!r}` was used outside a generative function being run; "
             "decorate the function with @gv.gen and call it through simulate, assess or "
             "importance"
         )
     addr = normalize_address(addr)
-    _ADDRESS.append(addr)
+    handler = stack[-1]
+    if addr == ():
+        raise AddressError(
+            f"{gf.name}(...) @ () in {handler.owner.name}: the empty address names no choice; "
+            'give every random choice a non-empty address, e.g. @ "z"'
+        )
+    handler.check_trace(addr, gf)
+    for h in reversed(stack):
+        if h.unaddressed.pop(id(call), None) is not None:
+            break
+    token = _ADDRESS.set(_ADDRESS.get() + (addr,))
     try:
-        return _STACK[-1].visit(addr, gf, args, kwargs)
+        return handler.visit(addr, gf, args, kwargs)
     finally:
-        _ADDRESS.pop()
+        _ADDRESS.reset(token)
 
 
-def address_key(key, addr: Address):
-    """A key for the choice at ``addr``: ``key`` folded with a stable hash of the address,
-    so a choice's randomness depends on its address, not on the order of visits."""
+def _address_hash(addr: Address, salt: int) -> int:
     # Parts are joined with a separator no printable address contains, so ("a", "b") and
     # "a/b" get different keys.
-    h = zlib.crc32("\x1f".join(addr).encode()) & 0x7FFFFFFF
-    return jax.random.fold_in(key, h)
+    text = "\x1f".join(addr) + ("" if salt == 0 else f"\x1e{salt}")
+    return zlib.crc32(text.encode()) & 0x7FFFFFFF
 
 
 class Handler:
@@ -77,15 +115,63 @@ class Handler:
         self.owner = owner
         self.choices = ChoiceMap()
         self.score = jnp.zeros(())
+        self._hashes: dict[int, Address] = {}
+        self._token = None
+        self._trace = None
+        #: calls made in the body that have not (yet) been given an address
+        self.unaddressed: dict[int, Any] = {}
 
     def __enter__(self):
-        _STACK.append(self)
+        self._trace = _trace_state()
+        self._token = _STACK.set(_STACK.get() + (self,))
         return self
 
     def __exit__(self, *exc):
-        popped = _STACK.pop()
-        assert popped is self, "handler stack corrupted"
+        stack = _STACK.get()
+        assert stack and stack[-1] is self, "handler stack corrupted"
+        assert self._token is not None
+        _STACK.reset(self._token)
+        if exc[0] is None and self.unaddressed:
+            names = sorted({c.gf.name for c in self.unaddressed.values()})
+            raise ModelingError(
+                f"in {self.owner.name}: {', '.join(f'{n}(...)' for n in names)} was called but "
+                "never given an address, so its random choice would be silently dropped; write "
+                f'`{names[0]}(...) @ "addr"` to make the choice'
+            )
         return False
+
+    def key_for(self, key, addr: Address):
+        """The key of the choice (or call) at ``addr``: ``key`` folded with a hash of the
+        address, so that a choice's randomness depends on its address, not on the order of
+        visits. Two addresses of one generative function never share a key: should a
+        second address hash to a value an earlier one has (a 1 in 2^31 chance a pair), it
+        is rehashed with a salt until it is unique. The program visits its addresses in a
+        fixed order, so keys stay deterministic given ``key``."""
+        salt = 0
+        h = _address_hash(addr, salt)
+        while self._hashes.get(h, addr) != addr:
+            salt += 1
+            h = _address_hash(addr, salt)
+        self._hashes[h] = addr
+        return jax.random.fold_in(key, h)
+
+    def check_trace(self, addr: Address, gf) -> None:
+        """Raise if this visit happens inside a JAX transformation that began inside the
+        generative function's body (a raw ``lax.scan``, ``fori_loop``, ``while_loop``,
+        ``lax.cond``, ``jax.vmap`` or ``jax.jit`` there): the choice's value would be a
+        tracer of that inner transformation, leaking out of it into the trace."""
+        if _trace_state() == self._trace:
+            return
+        where = format_address(current_address() + addr)
+        raise ModelingError(
+            f"{gf.name}(...) @ {where} in {self.owner.name} is inside a JAX transformation "
+            "started in the body of the generative function (jax.lax.scan, fori_loop, "
+            "while_loop, cond or switch, jax.vmap, jax.jit, ...). Random choices cannot be "
+            "made there: their values would leak out of the transformation. Use genvi's "
+            "combinators instead: gv.scan for a loop over steps, gv.vmap for independent "
+            "copies, gv.cond / gv.switch for branches, each around a @gv.gen function that "
+            "makes the choices"
+        )
 
     def _record(self, addr: Address, choices: ChoiceMap):
         if self.choices.has(addr) or any(self.choices.has(addr[:i]) for i in range(1, len(addr))):
@@ -105,7 +191,7 @@ class SimulateHandler(Handler):
         self.key = key
 
     def visit(self, addr, gf, args, kwargs):
-        tr = gf.simulate(address_key(self.key, addr), *args, **kwargs)
+        tr = gf.simulate(self.key_for(self.key, addr), *args, **kwargs)
         self._record(addr, tr.choices)
         self.score = self.score + tr.score
         return tr.retval
@@ -153,7 +239,7 @@ class EstimateHandler(AssessHandler):
     def _density(self, addr, gf, sub, args, kwargs):
         if not gf.has_estimated_density:
             return gf.assess(sub, *args, **kwargs)
-        return gf.estimate_logpdf(address_key(self.key, addr), sub, *args, **kwargs)
+        return gf.estimate_logpdf(self.key_for(self.key, addr), sub, *args, **kwargs)
 
 
 class ImportanceHandler(Handler):
@@ -165,7 +251,7 @@ class ImportanceHandler(Handler):
 
     def visit(self, addr, gf, args, kwargs):
         sub = self.given.get_submap(addr) if self.given.has(addr) else ChoiceMap()
-        tr, w = gf.importance(address_key(self.key, addr), sub, *args, **kwargs)
+        tr, w = gf.importance(self.key_for(self.key, addr), sub, *args, **kwargs)
         self._record(addr, tr.choices)
         self.score = self.score + tr.score
         self.weight = self.weight + w

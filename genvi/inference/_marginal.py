@@ -75,6 +75,10 @@ def partition(choices: ChoiceMap, over) -> tuple[ChoiceMap, ChoiceMap]:
     return kept, marg
 
 
+def _shortlist(addrs: list, n: int = 8) -> list:
+    return addrs if len(addrs) <= n else addrs[:n] + [f"... ({len(addrs) - n} more)"]
+
+
 def _check_particles(particles, name) -> int:
     if isinstance(particles, bool) or not isinstance(particles, int) or particles < 1:
         raise ValueError(f"{name}: particles must be an int >= 1, got {particles!r}")
@@ -100,7 +104,7 @@ class _SplitHandler(handlers.EstimateHandler):
         if not inner:
             return super()._density(addr, gf, sub, args, kwargs)
         total, over_part, ret = split_logpdf(
-            handlers.address_key(self.key, addr), gf, sub, inner, args, kwargs
+            self.key_for(self.key, addr), gf, sub, inner, args, kwargs
         )
         self.over_score = self.over_score + over_part
         return total, ret
@@ -169,6 +173,7 @@ class Marginal(GenerativeFunction):
         """One particle ``u ~ r(.; z)``: ``(log w(u), retval)``."""
         if self.proposal is None:
             tr, logw = self.gf.importance(key, kept, *args)
+            self._check_density_choices(kept, tr.choices)
             return logw, tr.retval
         k1, k2 = jax.random.split(key)
         ptr = self.proposal.simulate(k1, kept, *args)
@@ -204,6 +209,25 @@ class Marginal(GenerativeFunction):
                 f"{', '.join(format_address(o) for o in missing)}, which `over` names; its "
                 f"addresses are {', '.join(format_address(a) for a in full.addresses())}"
             )
+
+    def _check_density_choices(self, given: ChoiceMap, full: ChoiceMap):
+        """As a model, every kept choice must be given: a kept choice that is missing (an
+        observation left out, an empty choice map, an ``over`` address misspelled so that
+        the choice it meant is kept) would be sampled from the prior, silently integrating
+        it out too. And every ``over`` address must be one that ``gf`` makes."""
+        kept, u = partition(full, list(self.over))
+        missing = [a for a in kept.addresses() if not given.has(a)]
+        if missing:
+            over = ", ".join(format_address(o) for o in self.over)
+            raise AddressError(
+                f"density of {self.name}: no value for the kept choice"
+                f"{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(_shortlist([format_address(a) for a in missing]))}, which would be "
+                f"integrated out silently. A marginal integrates out only its `over` addresses "
+                f"({over}); give a value for every other choice of {self.gf.name}, or add the "
+                "address to `over`"
+            )
+        self._check_present(u, full)
 
     def _first_weight(self, key, tr, kept, u0, args):
         """``log w(u_0)`` for the ``u_0`` that generated the sample."""
