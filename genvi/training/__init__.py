@@ -13,9 +13,10 @@ from genvi.training._checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from genvi.training._fit import FitResult, NonFiniteWarning, fit
+from genvi.training._fit import FitResult, fit
 from genvi.training._history import History
 from genvi.training._kernel import FitState, StepInfo, init, make_step
+from genvi.training._loop import NonFiniteWarning
 
 __all__ = [
     "fit",

@@ -7,14 +7,18 @@ path, dtype and shape of every leaf, free-form ``info``, and a SHA-256 digest of
 array bytes. Reading needs a template of the same structure (``like``), so nothing is
 ever reconstructed from code stored in the file.
 
-Writing is atomic: the archive is written to a temporary file in the same folder,
+Writing is atomic: the archive is written to a temporary file in the same folder
+(``<name>.<8 hex digits>.tmp``, created with the process umask like any other file),
 flushed to disk (``fsync``), then renamed over the target with :func:`os.replace`. A
 crash at any moment leaves either the previous checkpoint or the new one, never a
-partial file.
+partial file; the temporary file a killed process leaves behind is removed by the next
+successful write of the same checkpoint.
 
-Reading checks everything: a truncated or corrupt file, a digest that does not match, or
-a structure, shape or dtype different from the template raise :class:`CheckpointError`
-naming the file and the first leaf that differs.
+Reading checks everything: a truncated or corrupt file (the zip archive's CRC-32 of every
+member, then a SHA-256 digest of all array bytes), or a structure, shape or dtype
+different from the template raise :class:`CheckpointError` naming the file and the first
+leaf that differs. Whatever the damage, reading raises :class:`CheckpointError` and
+nothing else.
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
-import zipfile
+import re
+import secrets
 from typing import Any, NamedTuple
 
 import jax
@@ -40,7 +44,23 @@ VERSION = 1
 
 
 class CheckpointError(GenviError, ValueError):
-    """A checkpoint that is missing, corrupt, truncated, or does not match the run."""
+    """A checkpoint that is missing, corrupt, truncated, cannot be written, or does not
+    match the run.
+
+    Attributes:
+        problem: what is wrong, in one sentence.
+        advice: what to do about it, in the terms of the Python API (``resume=``); the
+            message is ``problem; advice``. The ``genvi`` command prints ``problem`` with
+            advice in terms of its own options.
+    """
+
+    def __init__(self, problem: str, advice: str = ""):
+        super().__init__(f"{problem}; {advice}" if advice else problem)
+        self.problem = problem
+        self.advice = advice
+
+
+_AFRESH = "resume from another checkpoint, or start afresh without resume="
 
 
 class Checkpoint(NamedTuple):
@@ -97,13 +117,46 @@ def _fsync_folder(folder: str) -> None:
             os.close(fd)
 
 
+def _temporary_pattern(path: str) -> re.Pattern:
+    # ours: 8 hex digits; older genvi versions used tempfile.mkstemp (8 of [a-z0-9_])
+    return re.compile(re.escape(os.path.basename(path)) + r"\.[A-Za-z0-9_]{8}\.tmp")
+
+
+def _create_temporary(path: str) -> tuple[int, str]:
+    """A new temporary file beside ``path``, opened for writing. Its mode is 0o666 less
+    the process umask, as for any file the process creates (``tempfile.mkstemp`` would
+    force 0o600, and the checkpoint would keep it after the rename)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    for _ in range(100):
+        tmp = os.path.join(folder, f"{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot find a free temporary name beside {path!r}")
+
+
+def _remove_stray_temporaries(path: str, keep: str | None = None) -> None:
+    """Remove the temporary files of ``path`` that a killed write left behind."""
+    folder = os.path.dirname(os.path.abspath(path))
+    pattern = _temporary_pattern(path)
+    with contextlib.suppress(OSError):
+        for name in os.listdir(folder):
+            full = os.path.join(folder, name)
+            if pattern.fullmatch(name) and full != keep:
+                with contextlib.suppress(OSError):
+                    os.unlink(full)
+
+
 def atomic_write(path, write) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, fsync it, and rename it
-    to ``path``. On any error the temporary file is removed and ``path`` is untouched."""
+    to ``path``. On any error the temporary file is removed and ``path`` is untouched;
+    after a successful write, temporary files of ``path`` left by a killed process are
+    removed."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -115,6 +168,38 @@ def atomic_write(path, write) -> None:
             os.unlink(tmp)
         raise
     _fsync_folder(folder)
+    _remove_stray_temporaries(path)
+
+
+def check_writable(path) -> None:
+    """Raise :class:`CheckpointError` now, before any training, if a checkpoint cannot
+    be written at ``path``: it is a folder, its folder cannot be created, or that folder
+    is not writable (checked by creating and removing a temporary file there)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise CheckpointError(
+            f"checkpoint={path!r} is a folder",
+            f"give the path of a file, e.g. {os.path.join(path, 'checkpoint.npz')!r}",
+        )
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise CheckpointError(
+            f"cannot create the folder {folder!r} of checkpoint={path!r} "
+            f"({e.strerror or type(e).__name__})",
+            "give a path in a folder that exists or can be created",
+        ) from None
+    try:
+        fd, tmp = _create_temporary(path)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise CheckpointError(
+            f"cannot write checkpoint={path!r}: creating a file in {folder!r} fails "
+            f"({e.strerror or type(e).__name__})",
+            "give a path in a writable folder",
+        ) from None
 
 
 def save_checkpoint(
@@ -158,38 +243,51 @@ def save_checkpoint(
     atomic_write(path, lambda f: np.savez(f, **arrays))  # pyright: ignore[reportArgumentType]
 
 
+def _corrupt(path: str, detail: str) -> CheckpointError:
+    return CheckpointError(f"checkpoint {path!r} is corrupt or truncated ({detail})", _AFRESH)
+
+
 def _read(path) -> tuple[dict, dict]:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"no checkpoint at {path!r} (the file does not exist)")
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path!r} is a folder, not a checkpoint file")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}
         meta = arrays.pop("meta", None)
         if meta is not None:
             meta = json.loads(meta.tobytes().decode())
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as e:
-        raise CheckpointError(
-            f"checkpoint {path!r} is corrupt or truncated and cannot be read "
-            f"({type(e).__name__}: {e}); resume from another checkpoint or start afresh "
-            "without resume="
-        ) from None
+    except Exception as e:  # noqa: BLE001 - zip, npy and JSON parsers raise many kinds
+        # (BadZipFile, ValueError, EOFError, NotImplementedError for a damaged compression
+        # field, RuntimeError for a damaged encryption flag, ...): every one means the
+        # same thing here.
+        raise _corrupt(path, f"{type(e).__name__}: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path!r} is not a genvi checkpoint (no genvi metadata)")
     missing = [k for k in ("step", "key_impl", "params", "opt_state", "sha256") if k not in meta]
     if missing:
-        raise CheckpointError(f"checkpoint {path!r} is corrupt: its metadata lacks {missing}")
+        raise _corrupt(path, f"its metadata lacks {missing}")
     if meta.get("version") != VERSION:
         raise CheckpointError(
             f"checkpoint {path!r} has format version {meta.get('version')!r}; this genvi "
             f"reads version {VERSION}"
         )
     if _digest(arrays) != meta.get("sha256"):
-        raise CheckpointError(
-            f"checkpoint {path!r} is corrupt: its contents do not match the digest written "
-            "with it; resume from another checkpoint or start afresh without resume="
-        )
+        raise _corrupt(path, "its contents do not match the digest written with it")
     return meta, arrays
+
+
+def read_meta(path) -> dict:
+    """The verified JSON description of the checkpoint at ``path`` (its ``step``, its
+    ``info`` and the layout of its leaves), without a template."""
+    try:
+        return _read(path)[0]
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 - see load_checkpoint
+        raise _corrupt(os.fspath(path), f"{type(e).__name__}: {e}") from None
 
 
 def _restore(path, what: str, stored: dict, arrays: dict, like):
@@ -252,8 +350,17 @@ def load_checkpoint(path, params_like, opt_state_like=None) -> Checkpoint:
         ...
         genvi.training._checkpoint.CheckpointError: ...
     """
-    meta, arrays = _read(path)
     path = os.fspath(path)
+    try:
+        return _load(path, params_like, opt_state_like)
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 - metadata that parses but is damaged inside
+        raise _corrupt(path, f"{type(e).__name__}: {e}") from None
+
+
+def _load(path: str, params_like, opt_state_like) -> Checkpoint:
+    meta, arrays = _read(path)
     params = _restore(path, "params", meta["params"], arrays, params_like)
     opt_state = None
     if opt_state_like is not None:

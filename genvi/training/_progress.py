@@ -1,9 +1,14 @@
-"""The progress bar of :func:`genvi.fit` (tqdm: a widget in Jupyter, text in a terminal)."""
+"""The progress display of :func:`genvi.fit`: a "compiling..." line while the step
+compiles, then a progress bar (tqdm: a widget in Jupyter, text in a terminal)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
+import time
+from collections.abc import Iterator
 
 
 def interactive() -> bool:
@@ -47,3 +52,37 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+@contextlib.contextmanager
+def compiling(enabled: bool, desc: str = "fit", every: float = 0.5) -> Iterator[None]:
+    """While the block runs (a compilation), rewrite ``desc: compiling... N s`` on stderr
+    every ``every`` seconds from a background thread, and end with one line saying how
+    long it took. Nothing at all when ``enabled`` is false or the block ends before the
+    first tick (a compiled program found in the cache)."""
+    if not enabled:
+        yield
+        return
+    t0 = time.perf_counter()
+    stop = threading.Event()
+    shown = threading.Event()
+
+    def write(text: str) -> None:
+        with contextlib.suppress(Exception):
+            sys.stderr.write(text)
+            sys.stderr.flush()
+
+    def tick() -> None:
+        while not stop.wait(every):
+            write(f"\r{desc}: compiling... {time.perf_counter() - t0:.0f} s")
+            shown.set()
+
+    thread = threading.Thread(target=tick, name="genvi-compiling", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        if shown.is_set():
+            write(f"\r{desc}: compiled in {time.perf_counter() - t0:.1f} s   \n")

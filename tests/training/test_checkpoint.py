@@ -1,6 +1,7 @@
 """Checkpoints: bit-identical resume, atomic writes, corrupt and mismatched files."""
 
 import os
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +12,7 @@ import pytest
 import genvi as gv
 from genvi.training import CheckpointError, load_checkpoint, save_checkpoint
 from genvi.training import _checkpoint as checkpoint_module
+from genvi.training._fit import ResumeWarning
 
 
 @gv.gen
@@ -67,7 +69,7 @@ def test_checkpoints_every_n_steps_and_at_the_end(tmp_path, monkeypatch):
         written.append(int(state.step))
         real(path, state, **kw)
 
-    monkeypatch.setattr("genvi.training._fit.save_checkpoint", spy)
+    monkeypatch.setattr("genvi.training._loop.save_checkpoint", spy)
     path = tmp_path / "c.npz"
     result = gv.fit(objective, PHI, steps=10, checkpoint=path, checkpoint_every=4, **KW)
     assert written == [4, 8, 10]
@@ -174,3 +176,108 @@ def test_an_interrupted_run_keeps_its_state_and_resumes_exactly(tmp_path):
     rest = gv.fit(objective, PHI, steps=14, resume=path, **KW)
     full = gv.fit(objective, PHI, steps=14, **KW)
     _assert_bit_identical(full.params, rest.params)
+
+
+def test_every_corruption_raises_checkpoint_error_or_reads_the_same(tmp_path):
+    # Random single-byte changes and every truncation, fixed seed: each one must raise
+    # CheckpointError, or leave the contents intact (bytes the zip format does not use,
+    # such as timestamps). Before, about 1% escaped as NotImplementedError (a damaged
+    # compression field) or RuntimeError (a damaged encryption flag).
+    opt = optax.adam(0.1)
+    state = gv.training.init(PHI, opt, jax.random.key(0))
+    path = tmp_path / "c.npz"
+    save_checkpoint(path, state, data_key=jax.random.key(1), history=None, info={"a": 1})
+    raw = path.read_bytes()
+
+    def contents(ckpt):
+        leaves = jax.tree_util.tree_leaves((ckpt.state.params, ckpt.state.opt_state))
+        keys = [jax.random.key_data(ckpt.state.key), jax.random.key_data(ckpt.data_key)]
+        return [np.asarray(x).tobytes() for x in leaves + keys], int(ckpt.state.step), ckpt.info
+
+    good = contents(load_checkpoint(path, PHI, opt.init(PHI)))
+    rng = np.random.default_rng(0)
+    cases = []
+    for pos in rng.integers(0, len(raw), 700):
+        b = bytearray(raw)
+        b[pos] = (b[pos] + int(rng.integers(1, 256))) % 256
+        cases.append(bytes(b))
+    cases += [raw[:n] for n in range(0, len(raw), 17)]
+    bad = tmp_path / "bad.npz"
+    raised = 0
+    for content in cases:
+        bad.write_bytes(content)
+        try:
+            ckpt = load_checkpoint(bad, PHI, opt.init(PHI))
+        except CheckpointError:
+            raised += 1
+            continue
+        assert contents(ckpt) == good
+    assert raised > 0.7 * len(cases)
+
+
+def test_writes_use_the_umask_and_clean_up_after_a_killed_write(tmp_path):
+    path = tmp_path / "c.npz"
+    # what a process killed while writing leaves: its temporary file (the old mkstemp
+    # names and the current ones), beside files that are not ours
+    strays = ["c.npz.ab_cd9xy.tmp", "c.npz.0123abcd.tmp"]
+    others = ["c.npz.notes.txt", "d.npz.0123abcd.tmp", "c.npz"]
+    for name in strays + others[:2]:
+        (tmp_path / name).write_bytes(b"partial")
+    state = gv.training.init(PHI, optax.adam(0.1), jax.random.key(0))
+    old = os.umask(0o027)
+    try:
+        save_checkpoint(path, state)
+    finally:
+        os.umask(old)
+    assert sorted(os.listdir(tmp_path)) == sorted(others)
+    assert (path.stat().st_mode & 0o777) == 0o640  # 0o666 less the umask, not 0o600
+    assert int(load_checkpoint(path, PHI).state.step) == 0
+
+
+def test_a_bad_checkpoint_path_fails_before_training(tmp_path, monkeypatch):
+    def no_compiling(*args, **kwargs):
+        raise AssertionError("fit compiled (and would have trained) before checking the path")
+
+    monkeypatch.setattr("genvi.training._fit.compiled_chunk", no_compiling)
+    (tmp_path / "a_file").write_text("x")
+    for bad, match in [
+        (tmp_path, "is a folder; give the path of a file"),
+        (tmp_path / "a_file" / "c.npz", "cannot create the folder"),
+    ]:
+        with pytest.raises(CheckpointError, match=match):
+            gv.fit(objective, PHI, steps=5, checkpoint=bad, **KW)
+
+
+def test_a_write_that_fails_at_the_end_warns_and_returns_the_result(tmp_path, monkeypatch):
+    def failing(path, state, **kw):
+        raise OSError(28, "No space left on device (simulated)")
+
+    monkeypatch.setattr("genvi.training._loop.save_checkpoint", failing)
+    with pytest.warns(RuntimeWarning, match="writing the checkpoint .* failed at step 4"):
+        result = gv.fit(
+            objective, PHI, steps=6, checkpoint=tmp_path / "c.npz", checkpoint_every=4, **KW
+        )
+    assert result.step == 6 and result.stopped_reason == "steps"
+    assert "No space left on device" in result.message
+    reference = gv.fit(objective, PHI, steps=6, **KW)
+    _assert_bit_identical(reference.params, result.params)
+
+
+def test_resume_checks_the_settings_and_warns_about_another_key(tmp_path):
+    path = tmp_path / "c.npz"
+    settings = {"objective": "elbo", "lr": 0.03}
+    gv.fit(objective, PHI, steps=4, checkpoint=path, settings=settings, **KW)
+    assert load_checkpoint(path, PHI).info["settings"] == settings
+    with pytest.raises(CheckpointError, match=r"settings\['lr'\] = 0.03, not 0.1") as e:
+        gv.fit(objective, PHI, steps=8, resume=path, settings=dict(settings, lr=0.1), **KW)
+    assert "without resume=" in str(e.value) and "resume=" not in e.value.problem
+    with pytest.raises(CheckpointError, match=r"settings\['seed'\] = None, not 3"):
+        gv.fit(objective, PHI, steps=8, resume=path, settings=dict(settings, seed=3), **KW)
+    with pytest.raises(TypeError, match="settings must be JSON-able"):
+        gv.fit(objective, PHI, steps=8, resume=path, settings={"f": len}, **KW)
+    with pytest.warns(ResumeWarning, match=r"key data \[0, 5\], but key=\[0, 6\]"):
+        other = gv.fit(objective, PHI, steps=8, resume=path, **dict(KW, key=jax.random.key(6)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResumeWarning)  # the run's own key: no warning
+        same = gv.fit(objective, PHI, steps=8, resume=path, **KW)
+    _assert_bit_identical(other.params, same.params)  # the checkpoint's keys were used

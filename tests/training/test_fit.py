@@ -312,3 +312,69 @@ def test_minimize_descends():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert result.message == "completed 300 steps"
+
+
+def test_skip_mode_stops_after_too_many_consecutive_skips():
+    def objective(key, params):  # every step after the 5th is non-finite
+        return jnp.where(params["n"] < 4.5, 1.0, jnp.nan) * params["n"]
+
+    kw = dict(key=jax.random.key(0), optimizer=optax.sgd(1.0), on_nonfinite="skip", chunk=4)
+    with pytest.warns(NonFiniteWarning, match="the last 7 steps were all skipped"):
+        result = gv.fit(objective, {"n": jnp.zeros(())}, steps=100, max_consecutive_skips=7, **kw)
+    # steps 0..4 raise n by 1 each; steps 5..11 are skipped; the run stops after step 12
+    assert result.stopped_reason == "nonfinite" and result.step == 12 and result.skipped == 7
+    assert float(result.params["n"]) == 5.0  # the last good parameters
+    assert "from step 5" in result.message and "max_consecutive_skips" in result.message
+    np.testing.assert_array_equal(result.history.skipped, [False] * 5 + [True] * 7)
+    # a run that completes says how many steps it skipped
+    with pytest.warns(NonFiniteWarning, match="skipped 15 of 20 steps"):
+        done = gv.fit(objective, {"n": jnp.zeros(())}, steps=20, **kw)
+    assert done.stopped_reason == "steps" and done.skipped == 15
+    assert done.message == "completed 20 steps (15 of them skipped because of non-finite values)"
+    with pytest.raises(ValueError, match="max_consecutive_skips must be an int >= 1"):
+        gv.fit(objective, {"n": jnp.zeros(())}, steps=20, max_consecutive_skips=0, **kw)
+
+
+def test_an_optimizer_name_is_refused_naming_what_to_pass():
+    with pytest.raises(TypeError, match=r"optax.GradientTransformation.*optimizer=optax.adam\("):
+        gv.fit(_quadratic, {"w": jnp.ones(2)}, key=jax.random.key(0), steps=1, optimizer="adam")
+    with pytest.raises(TypeError, match="got function"):
+        gv.fit(_quadratic, {"w": jnp.ones(2)}, key=jax.random.key(0), steps=1, optimizer=optax.sgd)
+
+
+def test_a_genvi_error_inside_a_compiled_step_stops_cleanly(tmp_path):
+    # A host callback that raises a genvi error (as distributions do under gv.validate)
+    # once the scale parameter crosses 1: SGD raises it by 0.1 a step from 0.35, so the
+    # check fails at step 7 (scale 1.05), in the middle of the second chunk.
+    from genvi.core._errors import runtime_check_message
+
+    def check(scale):
+        if scale > 1.0:
+            raise gv.SupportError(
+                runtime_check_message(
+                    gv.SupportError, f"normal at address 'z': scale={float(scale):.2f} > 1"
+                )
+            )
+
+    def objective(key, params):
+        jax.debug.callback(check, params["scale"])
+        return params["scale"]
+
+    path = tmp_path / "c.npz"
+    with pytest.warns(RuntimeWarning, match="fit stopped at step 7: SupportError"):
+        result = gv.fit(
+            objective,
+            {"scale": jnp.asarray(0.35)},
+            key=jax.random.key(0),
+            steps=50,
+            optimizer=optax.sgd(0.1),
+            chunk=4,
+            checkpoint=path,
+        )
+    assert result.stopped_reason == "error" and isinstance(result.error, gv.SupportError)
+    assert "normal at address 'z': scale=1.05 > 1" in result.message
+    assert result.step == 7 and result.history.steps == 7
+    assert float(result.params["scale"]) == pytest.approx(1.05)
+    saved = gv.training.load_checkpoint(path, {"scale": jnp.zeros(())})
+    assert int(saved.state.step) == 7
+    assert float(saved.state.params["scale"]) == float(result.params["scale"])
