@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import jax
 import jax.numpy as jnp
 
@@ -19,6 +21,18 @@ class ScanGF(GenerativeFunction):
     """
 
     def __init__(self, gf: GenerativeFunction, length: int | None = None):
+        if not isinstance(gf, GenerativeFunction):
+            raise ModelingError(
+                f"gv.scan takes a generative function (a @gv.gen function), got "
+                f"{type(gf).__name__} {gf!r}"
+            )
+        if length is not None and (
+            isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 0
+        ):
+            raise ModelingError(
+                f"gv.scan({gf.name}): length must be a non-negative int (the number of "
+                f"steps), got {length!r}"
+            )
         self.gf = gf
         self.length = length
         self.name = f"scan({gf.name})"
@@ -46,14 +60,17 @@ class ScanGF(GenerativeFunction):
         n = self._length(xs)
         keys = jax.random.split(key, n)
 
+        seen: dict = {}
+
         def body(c, kx):
             k, x = kx
             tr = self.gf.simulate(k, c, x)
+            seen.update(tr.choices.origins())
             c2, y = self._split_ret(tr.retval, self.name)
             return c2, (tr.choices, tr.score, y)
 
         c, (choices, scores, ys) = jax.lax.scan(body, carry, (keys, xs), length=n)
-        return Trace(choices, jnp.sum(scores), (c, ys), (carry, xs))
+        return Trace(choices.with_origins(seen), jnp.sum(scores), (c, ys), (carry, xs))
 
     def _check(self, cm, n):
         for addr in cm.addresses():
@@ -68,10 +85,11 @@ class ScanGF(GenerativeFunction):
         n = self._length(xs)
         cm = choice_map(choices)
         self._check(cm, n)
+        origins = cm.origins()
 
         def body(c, chx):
             ch, x = chx
-            logp, ret = self.gf.assess(ch, c, x)
+            logp, ret = self.gf.assess(ch.with_origins(origins), c, x)
             c2, y = self._split_ret(ret, self.name)
             return c2, (logp, y)
 
@@ -88,10 +106,11 @@ class ScanGF(GenerativeFunction):
         n = self._length(xs)
         cm = choice_map(choices)
         self._check(cm, n)
+        origins = cm.origins()
 
         def body(c, kchx):
             k, ch, x = kchx
-            logp, ret = self.gf.estimate_logpdf(k, ch, c, x)
+            logp, ret = self.gf.estimate_logpdf(k, ch.with_origins(origins), c, x)
             c2, y = self._split_ret(ret, self.name)
             return c2, (logp, y)
 
@@ -104,15 +123,19 @@ class ScanGF(GenerativeFunction):
         cm = choice_map(constraints)
         self._check(cm, n)
         keys = jax.random.split(key, n)
+        origins = cm.origins()
+        seen: dict = {}
 
         def body(c, kchx):
             k, ch, x = kchx
-            tr, w = self.gf.importance(k, ch, c, x)
+            tr, w = self.gf.importance(k, ch.with_origins(origins), c, x)
+            seen.update(tr.choices.origins())
             c2, y = self._split_ret(tr.retval, self.name)
             return c2, (tr.choices, tr.score, w, y)
 
         c, (choices, scores, ws, ys) = jax.lax.scan(body, carry, (keys, cm, xs), length=n)
-        return Trace(choices, jnp.sum(scores), (c, ys), (carry, xs)), jnp.sum(ws)
+        trace = Trace(choices.with_origins(seen), jnp.sum(scores), (c, ys), (carry, xs))
+        return trace, jnp.sum(ws)
 
 
 def scan(gf: GenerativeFunction, length: int | None = None) -> ScanGF:

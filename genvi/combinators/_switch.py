@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from genvi.core._choicemap import ChoiceMap, choice_map, format_address
-from genvi.core._errors import AddressError, ChoiceTypeError
+from genvi.core._errors import AddressError, ChoiceTypeError, ModelingError
 from genvi.core._genfn import GenerativeFunction
 from genvi.core._trace import Trace
 
@@ -78,10 +78,22 @@ class SwitchGF(GenerativeFunction):
 
         return [make(g) for g in self.gfs]
 
+    #: whether the index is a predicate (``gv.cond``): any nonzero value takes branch 1
+    boolean = False
+
     def _dispatch(self, index, method, operands, args):
+        if self.boolean:
+            i = _concrete_index(index)
+            index = int(i != 0) if i is not None else (jnp.asarray(index) != 0).astype(jnp.int32)
         i = _concrete_index(index)
         if i is not None:
-            i = min(max(i, 0), len(self.gfs) - 1)
+            if not 0 <= i < len(self.gfs):
+                raise ModelingError(
+                    f"{self.name}: branch index {i} is out of range; there are "
+                    f"{len(self.gfs)} branches (indices 0 to {len(self.gfs) - 1}). A traced "
+                    "index, known only when the program runs, is clamped into that range as "
+                    "jax.lax.switch does"
+                )
             return method(self.gfs[i], *operands)
         union = self._union(self._shapes(args))
         try:
@@ -206,5 +218,6 @@ def cond(gf_true: GenerativeFunction, gf_false: GenerativeFunction) -> SwitchGF:
         ()
     """
     sw = SwitchGF(gf_false, gf_true)
+    sw.boolean = True
     sw.name = f"cond({gf_true.name}, {gf_false.name})"
     return sw

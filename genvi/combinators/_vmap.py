@@ -67,8 +67,15 @@ class VmapGF(GenerativeFunction):
     def simulate(self, key, *args) -> Trace:
         axes, n = self._prep(args)
         keys = jax.random.split(key, n)
-        tr = jax.vmap(lambda k, *a: self.gf.simulate(k, *a), in_axes=(0, *axes))(keys, *args)
-        return Trace(tr.choices, jnp.sum(tr.score), tr.retval, args)
+        seen: dict = {}
+
+        def one(k, *a):
+            tr = self.gf.simulate(k, *a)
+            seen.update(tr.choices.origins())
+            return tr
+
+        tr = jax.vmap(one, in_axes=(0, *axes))(keys, *args)
+        return Trace(tr.choices.with_origins(seen), jnp.sum(tr.score), tr.retval, args)
 
     def _check_leading(self, cm: ChoiceMap, n: int):
         for addr in cm.addresses():
@@ -84,7 +91,10 @@ class VmapGF(GenerativeFunction):
         axes, n = self._prep(args)
         cm = choice_map(choices)
         self._check_leading(cm, n)
-        logp, retval = jax.vmap(lambda c, *a: self.gf.assess(c, *a), in_axes=(0, *axes))(cm, *args)
+        origins = cm.origins()
+        logp, retval = jax.vmap(
+            lambda c, *a: self.gf.assess(c.with_origins(origins), *a), in_axes=(0, *axes)
+        )(cm, *args)
         return jnp.sum(logp), retval
 
     @property
@@ -97,8 +107,10 @@ class VmapGF(GenerativeFunction):
         axes, n = self._prep(args)
         cm = choice_map(choices)
         self._check_leading(cm, n)
+        origins = cm.origins()
         logp, retval = jax.vmap(
-            lambda k, c, *a: self.gf.estimate_logpdf(k, c, *a), in_axes=(0, 0, *axes)
+            lambda k, c, *a: self.gf.estimate_logpdf(k, c.with_origins(origins), *a),
+            in_axes=(0, 0, *axes),
         )(jax.random.split(key, n), cm, *args)
         return jnp.sum(logp), retval
 
@@ -107,10 +119,16 @@ class VmapGF(GenerativeFunction):
         cm = choice_map(constraints)
         self._check_leading(cm, n)
         keys = jax.random.split(key, n)
-        tr, w = jax.vmap(lambda k, c, *a: self.gf.importance(k, c, *a), in_axes=(0, 0, *axes))(
-            keys, cm, *args
-        )
-        return Trace(tr.choices, jnp.sum(tr.score), tr.retval, args), jnp.sum(w)
+        origins = cm.origins()
+        seen: dict = {}
+
+        def one(k, c, *a):
+            tr, w = self.gf.importance(k, c.with_origins(origins), *a)
+            seen.update(tr.choices.origins())
+            return tr, w
+
+        tr, w = jax.vmap(one, in_axes=(0, 0, *axes))(keys, cm, *args)
+        return Trace(tr.choices.with_origins(seen), jnp.sum(tr.score), tr.retval, args), jnp.sum(w)
 
 
 def vmap(gf: GenerativeFunction, in_axes: Any = 0) -> VmapGF:

@@ -60,11 +60,21 @@ class ChoiceMap(Mapping):
         (True, 3)
     """
 
-    __slots__ = ("_data", "_value")
+    __slots__ = ("_data", "_value", "_origins")
 
-    def __init__(self, data: Mapping[str, Any] | None = None, value: Any = _NO_VALUE):
+    def __init__(
+        self,
+        data: Mapping[str, Any] | None = None,
+        value: Any = _NO_VALUE,
+        origins: Mapping[Any, Any] | None = None,
+    ):
         self._data: dict[str, Any] = dict(data) if data else {}
         self._value = value
+        # Where each value directly held here came from (the distribution that sampled it,
+        # see genvi.core._origin), keyed by its key in ``_data`` or ``None`` for the root
+        # value. Metadata only: not part of the pytree, so it does not survive a JAX
+        # transformation's flatten/unflatten (genvi's combinators carry it across theirs).
+        self._origins: dict[Any, Any] = dict(origins) if origins else {}
 
     # ----- pytree -----
     def tree_flatten(self):
@@ -81,13 +91,50 @@ class ChoiceMap(Mapping):
         obj = object.__new__(cls)
         obj._data = dict(zip(keys, children[: len(keys)], strict=True))
         obj._value = children[-1] if has_value else _NO_VALUE
+        obj._origins = {}
         return obj
 
     # ----- construction -----
     @staticmethod
-    def leaf(value: Any) -> ChoiceMap:
+    def leaf(value: Any, origin: Any = None) -> ChoiceMap:
         """A choice map holding a single value at its root (a distribution's choice)."""
-        return ChoiceMap(None, value)
+        return ChoiceMap(None, value, None if origin is None else {None: origin})
+
+    @property
+    def origin(self) -> Any:
+        """For a leaf map: where its value came from (the distribution that sampled it in
+        a generative function), or ``None`` for a value given by hand."""
+        return self._origins.get(None)
+
+    def origins(self) -> dict[Address, Any]:
+        """The origin of every value that has one, by address."""
+        out: dict[Address, Any] = {}
+        if None in self._origins:
+            out[()] = self._origins[None]
+        for k, v in self._data.items():
+            if isinstance(v, ChoiceMap):
+                out.update({(k,) + a: o for a, o in v.origins().items()})
+            elif k in self._origins:
+                out[(k,)] = self._origins[k]
+        return out
+
+    def with_origins(self, origins: Mapping[Address, Any]) -> ChoiceMap:
+        """A copy with the given origins attached to the values at those addresses (those
+        not present are ignored)."""
+        if not origins:
+            return self
+        out = ChoiceMap(self._data, self._value, self._origins)
+        if () in origins and out.is_leaf:
+            out._origins[None] = origins[()]
+        for k, v in out._data.items():
+            sub = {a[1:]: o for a, o in origins.items() if a and a[0] == k}
+            if not sub:
+                continue
+            if isinstance(v, ChoiceMap):
+                out._data[k] = v.with_origins(sub)
+            elif () in sub:
+                out._origins[k] = sub[()]
+        return out
 
     # ----- queries -----
     @property
@@ -125,8 +172,12 @@ class ChoiceMap(Mapping):
 
     def get_submap(self, addr: Any) -> ChoiceMap:
         """The choices under ``addr``, as a choice map (a leaf map for a single value)."""
-        item = self._lookup(normalize_address(addr))
-        return item if isinstance(item, ChoiceMap) else ChoiceMap.leaf(item)
+        addr = normalize_address(addr)
+        item = self._lookup(addr)
+        if isinstance(item, ChoiceMap):
+            return item
+        parent = self._lookup(addr[:-1]) if addr else self
+        return ChoiceMap.leaf(item, parent._origins.get(addr[-1]) if addr else None)
 
     def has(self, addr: Any) -> bool:
         """Whether a value or a sub-map exists at ``addr``."""
@@ -171,10 +222,10 @@ class ChoiceMap(Mapping):
         other = choice_map(other)
         return _merge(self, other, ())
 
-    def set(self, addr: Any, value: Any) -> ChoiceMap:
+    def set(self, addr: Any, value: Any, origin: Any = None) -> ChoiceMap:
         """A copy of this map with ``value`` at ``addr`` (creating sub-maps as needed)."""
         addr = normalize_address(addr)
-        return _set(self, addr, value)
+        return _set(self, addr, value, origin)
 
     def to_dict(self) -> Any:
         """This map as a nested dict of values."""
@@ -216,6 +267,7 @@ def _merge(a: ChoiceMap, b: ChoiceMap, prefix: Address) -> ChoiceMap:
             )
         return a if a.is_leaf else b
     data = dict(a._data)
+    origins = {**a._origins, **b._origins}
     for k, v in b._data.items():
         if k in data:
             x, y = data[k], v
@@ -228,21 +280,25 @@ def _merge(a: ChoiceMap, b: ChoiceMap, prefix: Address) -> ChoiceMap:
                 )
         else:
             data[k] = v
-    return ChoiceMap(data)
+    return ChoiceMap(data, origins=origins)
 
 
-def _set(cm: ChoiceMap, addr: Address, value: Any) -> ChoiceMap:
+def _set(cm: ChoiceMap, addr: Address, value: Any, origin: Any = None) -> ChoiceMap:
     if not addr:
-        return ChoiceMap.leaf(value)
+        return ChoiceMap.leaf(value, origin)
     head, rest = addr[0], addr[1:]
     data = dict(cm._data)
+    origins = dict(cm._origins)
+    origins.pop(head, None)
     if rest:
         sub = data.get(head)
         sub = sub if isinstance(sub, ChoiceMap) else ChoiceMap()
-        data[head] = _set(sub, rest, value)
+        data[head] = _set(sub, rest, value, origin)
     else:
         data[head] = value
-    return ChoiceMap(data)
+        if origin is not None:
+            origins[head] = origin
+    return ChoiceMap(data, origins=origins)
 
 
 def choice_map(x: Any = None) -> ChoiceMap:

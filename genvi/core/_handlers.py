@@ -33,6 +33,7 @@ from genvi.core._choicemap import (
     normalize_address,
 )
 from genvi.core._errors import AddressError, ModelingError
+from genvi.core._origin import check_compatible, origin_of
 
 # The stack of active handlers and of the addresses being visited, per thread and per
 # asyncio task (a ContextVar holding immutable tuples): two threads tracing generative
@@ -179,7 +180,20 @@ class Handler:
                 f"address {format_address(current_address())} is used twice in {self.owner.name}; "
                 'every random choice needs its own address (in a loop, use f"x{i}" or gv.vmap)'
             )
-        self.choices = self.choices.set(addr, choices.value if choices.is_leaf else choices)
+        if choices.is_leaf:
+            self.choices = self.choices.set(addr, choices.value, choices.origin)
+        else:
+            self.choices = self.choices.set(addr, choices)
+
+    def _origin(self, gf, args, kwargs):
+        return origin_of(gf, args, kwargs, self.owner.name) if gf.single_choice else None
+
+    def _check_given(self, addr, gf, sub: ChoiceMap, args, kwargs):
+        """A value sampled by a distribution elsewhere (a guide) must be scorable here."""
+        if gf.single_choice and sub.is_leaf and sub.origin is not None:
+            check_compatible(
+                sub.origin, gf, args, kwargs, current_address() or addr, self.owner.name
+            )
 
     def visit(self, addr, gf, args, kwargs):  # pragma: no cover - interface
         raise NotImplementedError
@@ -192,7 +206,8 @@ class SimulateHandler(Handler):
 
     def visit(self, addr, gf, args, kwargs):
         tr = gf.simulate(self.key_for(self.key, addr), *args, **kwargs)
-        self._record(addr, tr.choices)
+        origin = self._origin(gf, args, kwargs)
+        self._record(addr, tr.choices if origin is None else tr.choices.with_origins({(): origin}))
         self.score = self.score + tr.score
         return tr.retval
 
@@ -212,11 +227,12 @@ class AssessHandler(Handler):
             raise AddressError(
                 f"assess of {self.owner.name}: no value for the choice at address "
                 f"{format_address(current_address())} ({gf.name}); assess needs every choice. "
-                f"Given: {', '.join(format_address(owner + a) for a in self.given.addresses()) or 'nothing'}"
+                f"Given: {listing([owner + a for a in self.given.addresses()]) or 'nothing'}"
             )
         return self._visit_with(addr, gf, self.given.get_submap(addr), args, kwargs)
 
     def _visit_with(self, addr, gf, sub, args, kwargs):
+        self._check_given(addr, gf, sub, args, kwargs)
         logp, retval = self._density(addr, gf, sub, args, kwargs)
         self._record(addr, sub)
         self.score = self.score + logp
@@ -251,8 +267,10 @@ class ImportanceHandler(Handler):
 
     def visit(self, addr, gf, args, kwargs):
         sub = self.given.get_submap(addr) if self.given.has(addr) else ChoiceMap()
+        self._check_given(addr, gf, sub, args, kwargs)
         tr, w = gf.importance(self.key_for(self.key, addr), sub, *args, **kwargs)
-        self._record(addr, tr.choices)
+        origin = sub.origin if sub.is_leaf else self._origin(gf, args, kwargs)
+        self._record(addr, tr.choices if origin is None else tr.choices.with_origins({(): origin}))
         self.score = self.score + tr.score
         self.weight = self.weight + w
         return tr.retval
@@ -264,13 +282,21 @@ def check_all_used(owner, given: ChoiceMap, visited: ChoiceMap, what: str):
     if unused:
         # Inside a nested call, name the full hierarchical addresses.
         prefix = current_address()
-        known = [format_address(prefix + a) for a in visited.addresses()]
+        known = [prefix + a for a in visited.addresses()]
         raise AddressError(
             f"{what} of {owner.name}: the choice map has "
             f"{'an address' if len(unused) == 1 else 'addresses'} "
-            f"{', '.join(format_address(prefix + a) for a in unused)} that the model never visits "
-            f"(misspelled?). Addresses the model visits: {', '.join(known) or 'none'}"
+            f"{listing([prefix + a for a in unused])} that the model never visits "
+            f"(misspelled?). Addresses the model visits: {listing(known) or 'none'}"
         )
+
+
+def listing(addrs: list, limit: int = 12) -> str:
+    """Addresses for an error message: all of a few, the first ``limit`` of many."""
+    shown = ", ".join(format_address(a) for a in addrs[:limit])
+    if len(addrs) > limit:
+        shown += f", ... ({len(addrs) - limit} more, {len(addrs)} in all)"
+    return shown
 
 
 def _covered(visited: ChoiceMap, addr: Address) -> bool:

@@ -68,10 +68,11 @@ def partition(choices: ChoiceMap, over) -> tuple[ChoiceMap, ChoiceMap]:
     prefixes = _addresses(over)
     kept, marg = ChoiceMap(), ChoiceMap()
     for a in choices.addresses():
+        sub = choices.get_submap(a)  # keeps the value's origin
         if _under(a, prefixes):
-            marg = marg.set(a, choices[a])
+            marg = marg.set(a, sub.value, sub.origin)
         else:
-            kept = kept.set(a, choices[a])
+            kept = kept.set(a, sub.value, sub.origin)
     return kept, marg
 
 

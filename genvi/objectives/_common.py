@@ -23,6 +23,8 @@ argnums=(0, 1))`` gives ``(d/d model_args, d/d guide_args)``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import jax
 import jax.numpy as jnp
 from jax.extend.core import subjaxprs
@@ -31,6 +33,26 @@ from genvi.core._choicemap import ChoiceMap, choice_map, format_address
 from genvi.core._errors import AddressError, ChoiceTypeError, StrategyError
 
 sg = jax.lax.stop_gradient
+
+
+def check_convention(model_args, guide_args, observations, name: str) -> None:
+    """The shared calling convention ``(key, model_args, guide_args, observations)``:
+    argument tuples and a choice map, checked when the objective is traced."""
+    for what, args, example in (
+        ("model_args", model_args, "(theta,)"),
+        ("guide_args", guide_args, "(phi,)"),
+    ):
+        if not isinstance(args, (tuple, list)):
+            raise ChoiceTypeError(
+                f"{name}: {what} must be a tuple of the {what.split('_')[0]}'s arguments, "
+                f"e.g. {example} (or () for none), got {type(args).__name__}; objectives are "
+                "called as (key, model_args, guide_args, observations)"
+            )
+    if observations is not None and not isinstance(observations, Mapping):
+        raise ChoiceTypeError(
+            f"{name}: observations must be a choice map or a nested dict of the model's "
+            f'observed addresses, e.g. {{"x": x}}, got {type(observations).__name__}'
+        )
 
 
 def _addr_list(cm: ChoiceMap) -> str:

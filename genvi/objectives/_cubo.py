@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from genvi.adev._expectation import Expectation, expectation
-from genvi.objectives._common import check_particles, log_weights
+from genvi.objectives._common import check_convention, check_particles, log_weights
 
 
 def cubo(model, guide, n: float = 2.0, particles: int = 1, log_scale=0.0) -> Expectation:
@@ -49,6 +49,7 @@ def cubo(model, guide, n: float = 2.0, particles: int = 1, log_scale=0.0) -> Exp
 
     @expectation
     def cubo_objective(key, model_args, guide_args, observations):
+        check_convention(model_args, guide_args, observations, "cubo")
         lw = log_weights(key, particles, model, guide, model_args, guide_args, observations)
         return jnp.mean(jnp.exp(n * (lw - log_scale)))
 

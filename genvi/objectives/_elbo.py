@@ -6,7 +6,10 @@ import jax
 import jax.numpy as jnp
 
 from genvi.adev._expectation import Expectation, expectation
+from genvi.core._errors import StrategyError
+from genvi.core._genfn import StaticGenerativeFunction
 from genvi.objectives._common import (
+    check_convention,
     check_particles,
     check_reparam,
     log_joint,
@@ -46,9 +49,17 @@ def elbo(model, guide, *, stl: bool = False) -> Expectation:
         >>> g_phi[0].shape
         (2,)
     """
+    if stl and guide.has_estimated_density and not isinstance(guide, StaticGenerativeFunction):
+        raise StrategyError(
+            f"elbo(stl=True) needs a guide with an exact density, but {guide.name} has an "
+            "estimated one (a gv.marginal or gv.normalize, or a combinator over one): "
+            "sticking the landing would drop a term that is not zero in expectation there. "
+            "Use stl=False with this guide"
+        )
 
     @expectation
     def elbo_objective(key, model_args, guide_args, observations):
+        check_convention(model_args, guide_args, observations, "elbo")
         k1, k2, k3 = jax.random.split(key, 3)
         tr = guide.simulate(k1, *guide_args)
         logp = log_joint(k2, model, tr.choices, observations, model_args)
@@ -100,6 +111,7 @@ def iwae(model, guide, particles: int = 5, *, dreg: bool = False) -> Expectation
 
         @expectation
         def iwae_objective(key, model_args, guide_args, observations):
+            check_convention(model_args, guide_args, observations, "iwae")
             lw = log_weights(key, particles, model, guide, model_args, guide_args, observations)
             return logmeanexp(lw)
 
@@ -107,6 +119,7 @@ def iwae(model, guide, particles: int = 5, *, dreg: bool = False) -> Expectation
 
     @expectation
     def iwae_dreg_objective(key, model_args, guide_args, observations):
+        check_convention(model_args, guide_args, observations, "iwae_dreg")
         check_reparam(guide, guide_args, "iwae(dreg=True)")
 
         def one(k):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from genvi.adev._expectation import Expectation, expectation
-from genvi.objectives._common import check_particles, log_weights, logmeanexp
+from genvi.objectives._common import check_convention, check_particles, log_weights, logmeanexp
 
 
 def renyi(model, guide, alpha: float, particles: int = 5) -> Expectation:
@@ -46,6 +46,7 @@ def renyi(model, guide, alpha: float, particles: int = 5) -> Expectation:
 
     @expectation
     def renyi_objective(key, model_args, guide_args, observations):
+        check_convention(model_args, guide_args, observations, "renyi")
         lw = log_weights(key, particles, model, guide, model_args, guide_args, observations)
         if alpha == 1.0:
             return jnp.mean(lw)

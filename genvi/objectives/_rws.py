@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from genvi.adev._expectation import Expectation, expectation
 from genvi.core._choicemap import ChoiceMap, choice_map
 from genvi.core._errors import AddressError
-from genvi.objectives._common import check_particles, log_joint, logmeanexp, sg
+from genvi.objectives._common import check_convention, check_particles, log_joint, logmeanexp, sg
 
 
 class RWS(NamedTuple):
@@ -95,17 +95,20 @@ def rws(model, guide, particles: int = 5, amortize: Callable | None = None) -> R
 
     @expectation
     def wake_model(key, model_args, guide_args, observations):
+        check_convention(model_args, guide_args, observations, "wake_model")
         logp, logq = weights(key, model_args, guide_args, observations, True)
         return logmeanexp(logp - sg(logq))
 
     @expectation
     def wake_guide(key, model_args, guide_args, observations):
+        check_convention(model_args, guide_args, observations, "wake_guide")
         logp, logq = weights(key, model_args, guide_args, observations, False)
         w = jax.nn.softmax(sg(logp - logq))
         return jnp.sum(w * logq)
 
     @expectation
     def sleep_guide(key, model_args, guide_args, observations):
+        check_convention(model_args, guide_args, observations, "sleep_guide")
         k1, k2 = jax.random.split(key)
         tr = model.simulate(k1, *sg(model_args))
         latent, dreamt = _split_observed(sg(tr.choices), choice_map(observations))

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from genvi.adev._expectation import Expectation, expectation
 from genvi.objectives._common import (
+    check_convention,
     check_particles,
     log_joint,
     logmeanexp,
@@ -54,6 +55,8 @@ def vimco(model, guide, particles: int = 5) -> Expectation:
 
     @expectation
     def vimco_objective(key, model_args, guide_args, observations):
+        check_convention(model_args, guide_args, observations, "vimco")
+
         def one(k):
             k1, k2, k3 = jax.random.split(k, 3)
             tr = guide.simulate(k1, *sg(guide_args))
