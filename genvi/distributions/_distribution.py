@@ -7,17 +7,20 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as nd
 from jax.core import Tracer
 
 from genvi import _config
 from genvi.core import _handlers as handlers
 from genvi.core._choicemap import ChoiceMap, choice_map, format_address
-from genvi.core._errors import AddressError, ChoiceTypeError, SupportError
+from genvi.core._errors import AddressError, ChoiceTypeError, ModelingError
 from genvi.core._genfn import GenerativeFunction
+from genvi.core._keys import check_key
 from genvi.core._trace import Trace
 from genvi.distributions import _strategies as S
 from genvi.distributions._family import BaseSite, Family, describe_args, family_from_numpyro
 from genvi.distributions._primitive import sample_bind
+from genvi.distributions._validation import check_parameters, check_value, eager_errors
 
 
 class Distribution(GenerativeFunction):
@@ -87,37 +90,49 @@ class Distribution(GenerativeFunction):
 
     def sample(self, key, *args, **kwargs):
         """Draw a value (a plain sample, outside any generative function)."""
+        check_key(key, f"{self.name}.sample {self._where()}", single=True)
         return self.simulate(key, *args, **kwargs).retval
 
     def logpdf(self, value, *args, **kwargs):
-        """``log p(value; args)``, summed over the elements of an array-valued choice."""
-        args = self._args(args, kwargs)
-        site, flat = self._site(args)
-        value = self._check_value(value, args)
-        return site.logpdf(value, flat)
+        """``log p(value; args)``, summed over the elements of an array-valued choice:
+        ``-inf`` if an element lies outside the support. With :func:`genvi.validate` on,
+        the parameters are checked, and a value outside the support raises
+        :class:`genvi.SupportError` naming it."""
+        with eager_errors():
+            args = self._args(args, kwargs)
+            self._validate(args)
+            site, flat = self._site(args)
+            value = self._check_value(value, args)
+            if _config.validation_enabled():
+                check_value(self.family, site.dist(flat), value, self._where())
+            return site.logpdf(value, flat)
 
     def simulate(self, key, *args, **kwargs) -> Trace:
-        args = self._args(args, kwargs)
-        self._validate(args)
-        site, flat = self._site(args)
-        value = sample_bind(
-            key,
-            flat,
-            self.operands,
-            site=site,
-            strategy=self.strategy,
-            addr=handlers.current_address(),
-        )
-        return Trace(ChoiceMap.leaf(value), site.logpdf(value, flat), value, args)
+        with eager_errors():
+            check_key(key, f"{self.name}.simulate {self._where()}", single=True)
+            args = self._args(args, kwargs)
+            self._validate(args)
+            site, flat = self._site(args)
+            value = sample_bind(
+                key,
+                flat,
+                self.operands,
+                site=site,
+                strategy=self.strategy,
+                addr=handlers.current_address(),
+            )
+            return Trace(ChoiceMap.leaf(value), site.logpdf(value, flat), value, args)
 
     def assess(self, choices, *args, **kwargs):
-        args = self._args(args, kwargs)
-        self._validate(args)
-        value = self._check_value(_leaf_value(choices, self), args)
-        site, flat = self._site(args)
-        return site.logpdf(value, flat), value
+        with eager_errors():
+            args = self._args(args, kwargs)
+            self._validate(args)
+            value = self._check_value(_leaf_value(choices, self), args)
+            site, flat = self._site(args)
+            return site.logpdf(value, flat), value
 
     def importance(self, key, constraints, *args, **kwargs):
+        check_key(key, f"{self.name}.importance {self._where()}", single=True)
         # the constraint of a single choice may be given as a plain value
         is_map = isinstance(constraints, (ChoiceMap, Mapping)) or constraints is None
         cm = choice_map(constraints) if is_map else ChoiceMap.leaf(constraints)
@@ -163,42 +178,32 @@ class Distribution(GenerativeFunction):
             )
         if not self.family.discrete and kind in "iu":
             value = value.astype(expect.dtype)
-        if self.family.discrete and kind == "f" and not isinstance(value, Tracer):
+        if self.family.discrete and kind in "bf" and not isinstance(value, Tracer):
             v = np.asarray(value)
-            if not np.all(v == np.round(v)):
+            if kind == "f" and not np.all(v == np.round(v)):
                 raise ChoiceTypeError(
                     f"{self.name} {self._where()} is discrete, but the value given "
                     f"({v if v.size <= 6 else v.dtype}) holds numbers that are not whole; "
                     f"give whole numbers, e.g. of dtype {expect.dtype}"
                 )
+            value = _as_whole(value, v, expect.dtype)
         return value
 
     def _validate(self, args):
-        if not _config.validation_enabled():
-            return
-        d = self.family.dist(args)
-        checks = []
-        while d is not None:  # a wrapper (``Independent``) checks the distribution inside
-            checks.extend((d, p, c) for p, c in getattr(d, "arg_constraints", {}).items())
-            d = getattr(d, "base_dist", None)
-        for d, pname, constraint in checks:
-            val = getattr(d, pname, None)
-            if val is None:
-                continue
-            ok = constraint(val)
-            msg = (
-                f"{self.name} {self._where()}: parameter {pname!r} lies outside its support "
-                f"({constraint}); got {{}}"
-            )
-            if isinstance(ok, Tracer):
+        if _config.validation_enabled():
+            check_parameters(self.family, args, self._where())
 
-                def _raise(ok_, val_, msg=msg):
-                    if not np.all(ok_):
-                        raise SupportError(msg.format(np.asarray(val_)))
 
-                jax.debug.callback(_raise, ok, val)
-            elif not np.all(np.asarray(ok)):
-                raise SupportError(msg.format(np.asarray(val)))
+def _as_whole(value, v: np.ndarray, dtype):
+    """A concrete boolean or whole float value of a discrete family, in the family's
+    integer dtype (``1.0`` as a categorical index), if every element fits in it."""
+    if not jnp.issubdtype(dtype, jnp.integer):
+        return value  # geometric samples floats: keep them
+    info = jnp.iinfo(dtype)
+    finite = np.all(np.isfinite(v)) if v.dtype.kind == "f" else True
+    if finite and (v.size == 0 or (v.min() >= info.min and v.max() <= info.max)):
+        return value.astype(dtype)
+    return value
 
 
 def _leaf_value(choices, dist: Distribution):
@@ -235,4 +240,18 @@ def distribution(numpyro_cls, name: str | None = None) -> Distribution:
         >>> x.shape
         ()
     """
+    if not (isinstance(numpyro_cls, type) and issubclass(numpyro_cls, nd.Distribution)):
+        if isinstance(numpyro_cls, nd.Distribution):
+            cls = type(numpyro_cls).__name__
+            raise ModelingError(
+                f"gv.distribution takes a numpyro distribution class, but got an instance "
+                f"of {cls} (its parameters already fixed); pass the class, "
+                f"gv.distribution(numpyro.distributions.{cls}), and give the parameters "
+                f"where it is called: gv.distribution(nd.{cls})(*params) @ 'addr'"
+            )
+        raise ModelingError(
+            "gv.distribution takes a numpyro distribution class (a subclass of "
+            "numpyro.distributions.Distribution, e.g. numpyro.distributions.StudentT), "
+            f"but got {type(numpyro_cls).__name__} {numpyro_cls!r:.60}"
+        )
     return Distribution(family_from_numpyro(numpyro_cls, name))

@@ -10,6 +10,7 @@ structure of its flattened parameters, possibly batched by ``jax.vmap``
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +18,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpyro.distributions import Distribution as _NumpyroDistribution
 from numpyro.distributions.distribution import validation_enabled as _numpyro_validation
 
 from genvi.core._errors import StrategyError
+from genvi.distributions._support import masked_log_prob
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,6 +41,8 @@ class Family:
         mvd: name of the measure-valued-derivative rule, or ``None``.
         params: the names of the positional parameters (for keyword calls and errors).
         defaults: ``(name, value)`` pairs of parameters that have a default value.
+        aliases: ``(numpyro name, genvi name)`` pairs where genvi names a parameter
+            otherwise than numpyro (``flip``'s ``p`` is numpyro's ``probs``).
     """
 
     name: str
@@ -48,6 +53,11 @@ class Family:
     mvd: str | None = None
     params: tuple[str, ...] = field(default=())
     defaults: tuple[tuple[str, Any], ...] = field(default=())
+    aliases: tuple[tuple[str, str], ...] = field(default=())
+
+    def param_name(self, numpyro_name: str) -> str:
+        """genvi's name for the numpyro parameter ``numpyro_name``."""
+        return dict(self.aliases).get(numpyro_name, numpyro_name)
 
     def bind(self, args: tuple, kwargs: dict) -> tuple:
         """Positional parameters from a call's ``args`` and ``kwargs``.
@@ -83,8 +93,7 @@ class Family:
         # genvi checks parameters itself (gv.validate); numpyro's own checks are turned off,
         # also for the distributions a numpyro class builds inside (Beta's Dirichlet).
         try:
-            with _numpyro_validation(False):
-                return self.make(*args, validate_args=False)
+            return build(self.make, args)
         except (TypeError, ValueError) as e:
             raise type(e)(
                 f"{self.name}{self.signature()}: cannot build from {describe_args(args)}: {e}"
@@ -95,6 +104,41 @@ class Family:
 
     def __repr__(self) -> str:
         return f"Family({self.name})"
+
+
+_NUMPYRO_DEFAULT = threading.Lock()
+
+
+def build(make, args: tuple):
+    """``make(*args, validate_args=False)`` with numpyro's checks off, also in the
+    distributions it holds (Beta's Dirichlet, LogNormal's Normal), which numpyro builds
+    with its process-wide default: their checks are turned off per instance afterwards.
+    Only when such an inner check refuses concrete parameters (``beta(2, 0)``: genvi
+    leaves that to :func:`genvi.validate`, and scores NaN) is the distribution built again
+    with numpyro's default off, under a lock, so that two threads never interleave the
+    switch and its restoration (which could leave numpyro's default off for good)."""
+    try:
+        d = make(*args, validate_args=False)
+    except ValueError:
+        with _NUMPYRO_DEFAULT, _numpyro_validation(False):
+            d = make(*args, validate_args=False)
+    return without_validation(d)
+
+
+def without_validation(d):
+    """``d`` with numpyro's checks off in it and in every distribution it holds, set on
+    each instance (``log_prob`` would otherwise mask and warn a second time)."""
+    stack, seen = [d], set()
+    while stack:
+        x = stack.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        x._validate_args = False
+        for v in vars(x).values():
+            items = v if isinstance(v, (list, tuple)) else (v,)
+            stack.extend(i for i in items if isinstance(i, _NumpyroDistribution))
+    return d
 
 
 def describe_args(args: Any) -> str:
@@ -148,8 +192,7 @@ def _class_has_rsample(cls) -> bool:
 
 def _numpyro_enum_support(cls):
     def support(*args):
-        with _numpyro_validation(False):
-            d = cls(*args, validate_args=False)
+        d = build(cls, args)
         try:
             vals = d.enumerate_support(expand=False)
         except Exception as e:  # noqa: BLE001 - e.g. a traced total count
@@ -217,12 +260,12 @@ class BaseSite(SiteSpec):
         return self.dist(flat).sample(key)
 
     def logpdf_batch(self, value, flat):
-        return jnp.sum(self.dist(flat).log_prob(value))
+        return jnp.sum(masked_log_prob(self.dist(flat), value))
 
     def logpdf_elements(self, value, flat):
         """Log density of each element (scalar-event families): an array shaped as the value."""
         d = self.dist(flat)
-        lp = d.log_prob(value)
+        lp = masked_log_prob(d, value)
         return jnp.broadcast_to(lp, jnp.shape(value)[: jnp.ndim(value) - len(d.event_shape)])
 
     def support_values(self, flat):

@@ -55,6 +55,7 @@ mv_normal_diag = Distribution(
         False,
         True,
         params=("loc", "scale_diag"),
+        aliases=(("scale", "scale_diag"),),
     )
 )
 """Multivariate normal with diagonal covariance: one vector-valued choice.
@@ -79,7 +80,16 @@ Examples:
 """
 
 flip = Distribution(
-    Family("flip", nd.BernoulliProbs, True, False, enum_support=_two, mvd="flip", params=("p",))
+    Family(
+        "flip",
+        nd.BernoulliProbs,
+        True,
+        False,
+        enum_support=_two,
+        mvd="flip",
+        params=("p",),
+        aliases=(("probs", "p"),),
+    )
 )
 """Bernoulli on {0, 1} with probability ``p`` of 1. Default REINFORCE; also ENUM, MVD.
 

@@ -386,6 +386,8 @@ class Enum(Strategy):
         except StrategyError as e:
             raise StrategyError(f"at {call.where()}: {e}") from None
         shape, n = jnp.shape(z), int(jnp.size(z))
+        if n == 0:  # an empty array of choices: nothing to enumerate, no gradient
+            return kont(z, None)
         grid = jnp.broadcast_to(values.astype(z.dtype)[:, None], (values.shape[0], n))
         grid = grid.reshape((values.shape[0],) + shape)  # [V, *shape]
 

@@ -144,11 +144,11 @@ def test_validation_is_off_by_default(key):
     "dist, params, match",
     [
         (gv.normal, (0.0, -1.0), "normal at address 'z': parameter 'scale'.*-1"),
-        (gv.flip, (1.5,), "flip at address 'z': parameter 'probs'.*1.5"),
+        (gv.flip, (1.5,), "flip at address 'z': parameter 'p' lies.*1.5"),
         (gv.gamma, (-2.0, 1.0), "gamma at address 'z': parameter 'concentration'"),
         (gv.poisson, (jnp.array([1.0, -3.0]),), r"poisson at address 'z'.*'rate'.*\[ 1. -3.\]"),
         (gv.categorical, (jnp.array([0.0, jnp.nan]),), "categorical at address 'z'.*'logits'"),
-        (gv.mv_normal_diag, (jnp.zeros(2), jnp.array([1.0, -1.0])), "mv_normal_diag.*'scale'"),
+        (gv.mv_normal_diag, (jnp.zeros(2), jnp.array([1.0, -1.0])), "mv_normal_diag.*'scale_diag'"),
     ],
 )
 def test_parameters_outside_their_support_with_validation(key, dist, params, match):
