@@ -1,54 +1,51 @@
-"""Entry point of the ``genvi`` command: ``genvi quickstart | vae | cone``."""
+"""Entry point of the ``genvi`` command: ``genvi [quickstart | vae | cone] [options]``.
+
+The arguments are parsed first (:mod:`genvi.cli._parser`, standard library only); only
+then is the subcommand's module imported and run, under the command's Ctrl-C policy
+(:mod:`genvi.training._interrupt`): a clean stop with exit code 130 while ``gv.fit``
+trains, an immediate exit with code 130 at any other moment, never a traceback.
+"""
 
 from __future__ import annotations
 
-import argparse
+import importlib
 import sys
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # exit code 2 with a clear message, never a traceback
-        self.print_usage(sys.stderr)
-        print(f"genvi: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="genvi", description="genvi: programmable variational inference in JAX")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    q = sub.add_parser("quickstart", help="a small model: posterior by importance sampling and VI")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--particles", type=int, default=20_000)
-    q.add_argument("--steps", type=int, default=500)
-    for register in _extra_commands():
-        register(sub)
-    return p
-
-
-def _extra_commands():
-    out = []
-    try:
-        from genvi.cli import vae
-
-        out.append(vae.register)
-    except ImportError:
-        pass
-    try:
-        from genvi.cli import cone
-
-        out.append(cone.register)
-    except ImportError:
-        pass
-    return out
+from genvi.cli._parser import parse
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "quickstart":
-        from genvi.cli import quickstart
+    """Run the ``genvi`` command with ``argv`` (default ``sys.argv[1:]``); returns the
+    exit code (0 done; 1 a run stopped by a non-finite value or an error; 2 bad input;
+    130 interrupted)."""
+    args = parse(list(sys.argv[1:] if argv is None else argv))
+    from genvi.training import _interrupt
 
-        return quickstart.main(args)
-    return args.run(args)
+    loaded = []
+
+    def exit_message() -> str:
+        """The line printed when Ctrl-C ends the command at once: the subcommand's
+        ``interrupted_message(args)`` if it has one (it says what was kept)."""
+        describe = getattr(loaded[0], "interrupted_message", None) if loaded else None
+        return describe(args) if describe else f"genvi {args.command}: interrupted"
+
+    guard = _interrupt.Guard(command=True, exit_message=exit_message)
+    guard.install()
+    try:
+        loaded.append(importlib.import_module(f"genvi.cli.{args.command}"))
+        code = loaded[0].command(args)
+    except KeyboardInterrupt:  # only if a handler other than ours was in place
+        print(exit_message(), file=sys.stderr)
+        code = _interrupt.EXIT_CODE
+    finally:
+        if argv is not None:  # called from Python: leave the process as it was
+            guard.uninstall()
+    # Run as the command: keep the handler until the process ends. A Ctrl-C during the
+    # interpreter's teardown would raise inside JAX's exit hooks ("Exception ignored in
+    # atexit callback"); instead it ends the process at once with the code of the run.
+    guard.exit_message = lambda: ""
+    guard.exit_code = code if code else _interrupt.EXIT_CODE
+    return code
 
 
 if __name__ == "__main__":

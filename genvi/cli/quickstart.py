@@ -73,7 +73,8 @@ def run(seed: int = 0, particles: int = 20_000, steps: int = 500) -> dict:
     }
 
 
-def main(args) -> int:
+def command(args) -> int:
+    """Entry point of ``genvi quickstart`` (exit code 0)."""
     out = run(args.seed, args.particles, args.steps)
     m, s, lml = out["exact"]
     im, isd, ilml, ess = out["importance"]

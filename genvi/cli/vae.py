@@ -9,7 +9,6 @@ Written to ``--out``: ``loss.png``, ``reconstructions.png``, ``samples.png``,
 
 from __future__ import annotations
 
-import argparse
 import functools
 import inspect
 import json
@@ -17,128 +16,25 @@ import math
 import os
 import sys
 import time
+import types
 import warnings
 
-# Lower bounds that take (model, guide, ...) and apply per image, in order of preference;
-# the command offers those the installed genvi has.
-BOUNDS = ("elbo", "iwae", "renyi", "vimco")
-DEFAULT_PARTICLES = 5
-DEFAULT_ALPHA = 0.5
-FILES = ("loss.png", "reconstructions.png", "samples.png", "checkpoint.npz", "metrics.json")
+from genvi.cli import _run_folder
+from genvi.cli._parser import DEFAULT_ALPHA, DEFAULT_PARTICLES, DEFAULT_STEPS, FILES
+from genvi.cli._run_folder import UsageError
 
-
-class UsageError(Exception):
-    """A bad argument or data file: reported as one line, exit code 2."""
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
-def available_objectives() -> list[str]:
-    import genvi as gv
-
-    return [name for name in BOUNDS if callable(getattr(gv.objectives, name, None))]
-
-
-def register(subparsers) -> None:
-    """Add the ``vae`` subcommand to the ``genvi`` command's subparsers."""
-    p = subparsers.add_parser(
-        "vae",
-        help="train a VAE on the scikit-learn digits (or MNIST) and report its held-out bound",
-        description=(
-            "Train a variational autoencoder on the binarized 8x8 digits that ship with "
-            "scikit-learn (no download), or on MNIST from local files, then estimate "
-            "log p(x) on held-out images. Writes loss.png, reconstructions.png, samples.png, "
-            "checkpoint.npz and metrics.json to --out."
-        ),
-    )
-    p.add_argument(
-        "--mnist",
-        metavar="PATH",
-        help="MNIST instead of the digits: a folder of IDX "
-        "files (train-images-idx3-ubyte[.gz], t10k-images-idx3-ubyte[.gz]), one IDX "
-        "file, or an .npz file",
-    )
-    p.add_argument(
-        "--objective",
-        choices=available_objectives(),
-        default="iwae",
-        help="the bound to maximize, from genvi.objectives (default: iwae)",
-    )
-    p.add_argument(
-        "--particles",
-        type=_positive_int,
-        default=None,
-        help=f"particles per image for multi-particle bounds (default {DEFAULT_PARTICLES})",
-    )
-    p.add_argument(
-        "--alpha",
-        type=float,
-        default=None,
-        help=f"the alpha of --objective renyi (default {DEFAULT_ALPHA})",
-    )
-    p.add_argument("--latent", type=_positive_int, default=8, help="latent size (default 8)")
-    p.add_argument(
-        "--hidden",
-        type=_positive_int,
-        default=128,
-        help="hidden units of encoder and decoder (default 128)",
-    )
-    p.add_argument(
-        "--steps", type=_positive_int, default=10_000, help="training steps (default 10000)"
-    )
-    p.add_argument(
-        "--batch-size", type=_positive_int, default=100, help="images per step (default 100)"
-    )
-    p.add_argument(
-        "--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default 1e-3)"
-    )
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument(
-        "--out", default=os.path.join("runs", "vae"), help="output folder (default runs/vae)"
-    )
-    p.add_argument(
-        "--eval-particles",
-        type=_positive_int,
-        default=1000,
-        help="particles of the held-out IWAE estimate of log p(x) (default 1000)",
-    )
-    p.add_argument(
-        "--eval-size",
-        type=_positive_int,
-        default=1000,
-        help="held-out images to evaluate, at most (default 1000)",
-    )
-    p.add_argument(
-        "--checkpoint-every",
-        type=_positive_int,
-        default=1000,
-        help="steps between checkpoints (default 1000)",
-    )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from the checkpoint in --out (same options as the first run)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(run=run)
+# The settings that make a run what it is (a resume must not change them), and their options.
+SETTINGS = {
+    "objective": "--objective",
+    "particles": "--particles",
+    "alpha": "--alpha",
+    "latent": "--latent",
+    "hidden": "--hidden",
+    "batch_size": "--batch-size",
+    "lr": "--lr",
+    "seed": "--seed",
+    "mnist": "--mnist",
+}
 
 
 @functools.lru_cache(maxsize=8)
@@ -188,25 +84,64 @@ def _objective(name: str, particles: int | None, alpha: float | None):
         raise UsageError(f"--objective {name}: {e}") from None
 
 
-def _load_data(args):
+def _load_data(mnist: str | None):
     from genvi import data
 
-    if args.mnist is None:
+    if mnist is None:
         return data.digits(seed=0)
-    return data.mnist(args.mnist, seed=0)
+    return data.mnist(mnist, seed=0)
 
 
-def _prepare_out(out: str, resume: bool) -> str:
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"--out {out!r} is a file, not a folder")
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"cannot create the output folder {out!r}: {e}") from None
-    ckpt = os.path.join(out, "checkpoint.npz")
-    if resume and not os.path.exists(ckpt):
-        raise UsageError(f"--resume: there is no checkpoint to resume from at {ckpt!r}")
-    return ckpt
+def _effective(name: str, particles: int | None, alpha: float | None):
+    """The particles and alpha the objective ``name`` uses (None where it takes none)."""
+    options = _options(name)
+    if "particles" in options:
+        particles = particles or DEFAULT_PARTICLES
+    elif particles in (None, 1):
+        particles = None
+    if "alpha" in options:
+        alpha = DEFAULT_ALPHA if alpha is None else alpha
+    return particles, alpha
+
+
+def _settings(args, ckpt: str, out) -> tuple[dict, int, int | None]:
+    """The run's settings, its target number of steps, and the step it resumes from."""
+    current = {
+        "objective": args.objective,
+        "particles": args.particles,
+        "alpha": args.alpha,
+        "latent": args.latent,
+        "hidden": args.hidden,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "mnist": None if args.mnist is None else os.path.abspath(args.mnist),
+    }
+    step, saved, metadata = (None, None, {})
+    if args.resume:
+        step, saved, metadata = _run_folder.read(ckpt)
+    if saved is None:
+        if args.resume:
+            print(
+                "  warning: the checkpoint holds no settings (written by an older genvi); the "
+                "options given are taken to be those of its run",
+                file=out,
+            )
+        name, particles, alpha = args.objective, args.particles, args.alpha
+        _objective(name, particles, alpha)  # refuse bad combinations
+        particles, alpha = _effective(name, particles, alpha)
+        return dict(current, particles=particles, alpha=alpha), args.steps or DEFAULT_STEPS, step
+    # compare what the objective makes of the options given, not the raw options
+    name = args.objective if "objective" in args.given else saved.get("objective", args.objective)
+    if "particles" in args.given or "alpha" in args.given:
+        _objective(name, current["particles"], current["alpha"])
+        current["particles"], current["alpha"] = _effective(
+            name, current["particles"], current["alpha"]
+        )
+    settings = _run_folder.merge(args.out, current, args.given, saved, SETTINGS)
+    _objective(settings["objective"], settings["particles"], settings["alpha"])
+    target = args.steps or metadata.get("steps") or DEFAULT_STEPS
+    return settings, int(target), step
 
 
 def _reporter(steps: int, out):
@@ -259,6 +194,7 @@ def _evaluate(key, params, x_test, x_train, particles: int) -> dict:
 def train(args, out=None) -> dict:
     """The whole job; returns the metrics. Raises UsageError for bad input."""
     out = sys.stdout if out is None else out
+    ckpt = _run_folder.prepare(args.out, args.resume, args.overwrite, "vae")
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -269,67 +205,94 @@ def train(args, out=None) -> dict:
     from genvi.training import CheckpointError, NonFiniteWarning
     from genvi.training._progress import interactive
 
-    objective = _training_objective(args.objective, args.particles, args.alpha)
+    settings, steps, start = _settings(args, ckpt, out)
+    cfg = types.SimpleNamespace(**settings)
+    objective = _training_objective(cfg.objective, cfg.particles, cfg.alpha)
     try:
-        ds = _load_data(args)
+        ds = _load_data(cfg.mnist)
     except DataError as e:
         raise UsageError(str(e)) from None
     n_train, pixels = ds.train.shape
-    if args.batch_size > n_train:
-        raise UsageError(f"--batch-size {args.batch_size} exceeds the {n_train} training images")
-    ckpt = _prepare_out(args.out, args.resume)
-    particles = args.particles or DEFAULT_PARTICLES
-    k_init, k_fit, k_eval, k_sample = jax.random.split(jax.random.key(args.seed), 4)
-    params = vae.init_params(k_init, pixels=pixels, latent=args.latent, hidden=args.hidden)
-    multi = "particles" in _options(args.objective)
-    label = args.objective + (f" (K={particles})" if multi else "")
-    if "alpha" in _options(args.objective):
-        label += f", alpha {DEFAULT_ALPHA if args.alpha is None else args.alpha}"
+    if cfg.batch_size > n_train:
+        raise UsageError(f"--batch-size {cfg.batch_size} exceeds the {n_train} training images")
+    k_init, k_fit, k_eval, k_sample = jax.random.split(jax.random.key(cfg.seed), 4)
+    params = vae.init_params(k_init, pixels=pixels, latent=cfg.latent, hidden=cfg.hidden)
+    label = cfg.objective + (f" (K={cfg.particles})" if cfg.particles else "")
+    if cfg.alpha is not None:
+        label += f", alpha {cfg.alpha}"
     print(
         f"genvi vae: {ds.name}, {n_train} training / {ds.test.shape[0]} held-out images of "
         f"{ds.image_shape[0]}x{ds.image_shape[1]} pixels",
         file=out,
     )
     print(
-        f"  objective {label}, latent {args.latent}, hidden {args.hidden}, "
-        f"{args.steps} steps of {args.batch_size} images, Adam lr {args.lr}",
+        f"  objective {label}, latent {cfg.latent}, hidden {cfg.hidden}, "
+        f"{steps} steps of {cfg.batch_size} images, Adam lr {cfg.lr}, seed {cfg.seed}",
         file=out,
         flush=True,
     )
+    if start is not None and start >= steps:
+        print(
+            f"  the checkpoint in {args.out} is already at step {start}, and the run's target "
+            f"is {steps} steps: nothing to train (pass --steps N with N > {start} to train "
+            "further); evaluating its parameters",
+            file=out,
+            flush=True,
+        )
+    elif start is not None:
+        print(f"  resuming from step {start} of {steps}", file=out, flush=True)
+    if args.overwrite:
+        _run_folder.remove_run(args.out, FILES)
     # a progress bar when someone watches a terminal, else a line per tenth of the run
     show_bar = not args.no_progress and interactive()
+    if not show_bar and (start or 0) < steps:
+        print("  compiling the training step...", file=out, flush=True)
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", NonFiniteWarning)
+        warnings.simplefilter("always")
         try:
             result = gv.fit(
                 objective,
                 params,
                 key=k_fit,
-                steps=args.steps,
-                optimizer=_adam(args.lr),
+                steps=steps,
+                optimizer=_adam(cfg.lr),
                 data=ds.train,
-                batch_size=args.batch_size,
+                batch_size=cfg.batch_size,
                 progress=show_bar,
-                callbacks=[] if show_bar else [_reporter(args.steps, out)],
+                callbacks=[] if show_bar else [_reporter(steps, out)],
                 checkpoint=ckpt,
                 checkpoint_every=args.checkpoint_every,
                 resume=ckpt if args.resume else None,
+                settings=settings,
+                metadata={"steps": steps},
             )
         except CheckpointError as e:
-            raise UsageError(str(e)) from None
+            raise UsageError(
+                f"{'--resume: ' if args.resume else ''}{e.problem}; "
+                + (
+                    "resume with the options of that run, or start afresh with --overwrite"
+                    if args.resume
+                    else "choose another --out"
+                )
+            ) from None
     train_time = time.perf_counter() - t0
-    for w in caught:
-        if issubclass(w.category, NonFiniteWarning):
-            print(f"  warning: {w.message}", file=out)
-    print(
-        f"  trained {result.step} steps in {train_time:.1f} s "
-        f"(compilation {result.compile_time:.1f} s); stopped: {result.message}",
-        file=out,
-        flush=True,
-    )
-    if result.stopped_reason == "interrupted":
-        return {"stopped_reason": "interrupted"}
+    for w in caught:  # what fit warned about, except what the lines below report anyway
+        text = str(w.message)
+        if issubclass(w.category, NonFiniteWarning) or text.startswith("fit: writing"):
+            print(f"  warning: {text}", file=out)
+    taken = result.step - (start or 0)
+    if taken > 0 or result.stopped_reason != "steps":
+        print(
+            f"  trained {taken} steps"
+            + (f" (to step {result.step})" if start else "")
+            + f" in {train_time:.1f} s (compilation {result.compile_time:.1f} s); "
+            f"stopped: {result.message}",
+            file=out,
+            flush=True,
+        )
+    if result.stopped_reason in ("interrupted", "error"):
+        return {"stopped_reason": result.stopped_reason}
 
     n_eval = min(args.eval_size, ds.test.shape[0], n_train)
     x_test, x_train = jnp.asarray(ds.test[:n_eval]), jnp.asarray(ds.train[:n_eval])
@@ -364,15 +327,16 @@ def train(args, out=None) -> dict:
             "n_test": int(ds.test.shape[0]),
             "n_eval": n_eval,
             "eval_particles": args.eval_particles,
-            "objective": args.objective,
-            "particles": particles if multi else 1,
-            "alpha": args.alpha,
-            "latent": args.latent,
-            "hidden": args.hidden,
+            "objective": cfg.objective,
+            "particles": cfg.particles or 1,
+            "alpha": cfg.alpha,
+            "latent": cfg.latent,
+            "hidden": cfg.hidden,
             "steps": result.step,
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "seed": args.seed,
+            "target_steps": steps,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.lr,
+            "seed": cfg.seed,
             "final_train_objective": float(np.nanmean(tail)) if tail.size else None,
             "stopped_reason": result.stopped_reason,
             "train_seconds": train_time,
@@ -402,21 +366,23 @@ def train(args, out=None) -> dict:
     return metrics
 
 
-def run(args) -> int:
-    """Entry point of ``genvi vae`` (exit code 0; 2 for bad input; 1 for a run stopped by
-    a non-finite value; 130 when interrupted)."""
+def command(args) -> int:
+    """Entry point of ``genvi vae``: exit code 0; 2 for bad input; 1 for a run stopped by
+    a non-finite value or an error; 130 when interrupted (Ctrl-C)."""
     try:
         metrics = train(args)
     except UsageError as e:
         print(f"genvi vae: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # only without the command's Ctrl-C handler (genvi.cli.main)
         metrics = {"stopped_reason": "interrupted"}
     reason = metrics["stopped_reason"]
     if reason == "interrupted":
-        print(
-            f"interrupted; continue with: genvi vae --resume --out {args.out} (same options)",
-            file=sys.stderr,
-        )
+        print(interrupted_message(args), file=sys.stderr)
         return 130
-    return 1 if reason == "nonfinite" else 0
+    return 1 if reason in ("nonfinite", "error") else 0
+
+
+def interrupted_message(args) -> str:
+    """What a Ctrl-C kept, and how to continue (``--resume`` only if a checkpoint exists)."""
+    return _run_folder.interrupted_message("vae", args.out)

@@ -100,21 +100,21 @@ def _check_args(steps, chunk, on_nonfinite, checkpoint, checkpoint_every, max_sk
         )
 
 
-def _json_settings(settings) -> dict | None:
-    if settings is None:
+def _json_dict(value, name: str) -> dict | None:
+    if value is None:
         return None
-    if not isinstance(settings, dict):
-        raise TypeError(f"fit: settings must be a dict, got {type(settings).__name__}")
+    if not isinstance(value, dict):
+        raise TypeError(f"fit: {name} must be a dict, got {type(value).__name__}")
     try:
-        return json.loads(json.dumps(settings))
+        return json.loads(json.dumps(value))
     except (TypeError, ValueError) as e:
         raise TypeError(
-            f"fit: settings must be JSON-able (strings, numbers, booleans, None, lists and "
+            f"fit: {name} must be JSON-able (strings, numbers, booleans, None, lists and "
             f"dicts of them): {e}"
         ) from None
 
 
-def _run_info(batching: Batching | None, data, maximize, hash_data, key, settings) -> dict:
+def _run_info(batching: Batching | None, data, maximize, hash_data, key, settings, metadata):
     return {
         "maximize": bool(maximize),
         "n_data": None if batching is None else batching.n,
@@ -123,6 +123,7 @@ def _run_info(batching: Batching | None, data, maximize, hash_data, key, setting
         "data_fingerprint": fingerprint(data) if hash_data and data is not None else None,
         "key": np.asarray(jax.random.key_data(key)).ravel().tolist(),
         "settings": settings,
+        "metadata": metadata,
     }
 
 
@@ -184,6 +185,7 @@ def fit(
     checkpoint_every: int | None = None,
     resume=None,
     settings: dict | None = None,
+    metadata: dict | None = None,
     on_nonfinite: str = "stop",
     max_consecutive_skips: int | None = 100,
 ) -> FitResult:
@@ -230,6 +232,10 @@ def fit(
             rate, the objective's name, the seed), stored with the checkpoint (in
             ``Checkpoint.info["settings"]``); resuming with other settings raises
             :class:`~genvi.training.CheckpointError` naming the setting and both values.
+        metadata: a JSON-able dict stored with the checkpoint as it is (in
+            ``Checkpoint.info["metadata"]``) and not checked when resuming: what a
+            program wants to remember about the run (e.g. the number of steps it aims
+            for).
         on_nonfinite: ``"stop"``: at the first step whose objective, gradient or updated
             parameters are not finite, stop, keep the parameters from before that step,
             and warn naming the value (e.g. ``the gradient of params['decoder']['w1']``);
@@ -272,7 +278,8 @@ def fit(
     )
     callbacks = (callbacks,) if callable(callbacks) else tuple(callbacks)
     optimizer = optax.adam(1e-3) if optimizer is None else optimizer
-    settings = _json_settings(settings)
+    settings = _json_dict(settings, "settings")
+    metadata = _json_dict(metadata, "metadata")
     key = as_typed_key(key)
     state_key, data_key = jax.random.split(key)
     state = init(prepare_params(params), optimizer, state_key)
@@ -284,7 +291,7 @@ def fit(
     if checkpoint is not None:
         check_writable(checkpoint)
     hash_data = checkpoint is not None or resume is not None
-    info = _run_info(batching, data, maximize, hash_data, key, settings)
+    info = _run_info(batching, data, maximize, hash_data, key, settings, metadata)
     history = History.empty()
     if resume is not None:
         ckpt = _resume(resume, state.params, state.opt_state, info)

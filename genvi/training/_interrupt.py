@@ -56,8 +56,9 @@ def _say(text: str) -> None:
 
 
 def hard_exit(message: str, code: int = EXIT_CODE) -> None:
-    """Print ``message``, flush the standard streams and end the process now."""
-    _say(message)
+    """Print ``message`` (if any), flush the standard streams and end the process now."""
+    if message:
+        _say(message)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
@@ -71,11 +72,14 @@ class Guard:
         presses: how many times Ctrl-C was pressed since the guard was installed.
         graceful: whether a press now can be honoured by a clean stop (set by
             :func:`genvi.fit` while it trains).
+        exit_message: (command policy) the line printed before an immediate exit.
+        exit_code: (command policy) the code of an immediate exit.
     """
 
     def __init__(self, *, command: bool = False, exit_message: Callable[[], str] | None = None):
         self.command = command
         self.exit_message = exit_message or (lambda: "interrupted")
+        self.exit_code = EXIT_CODE
         self.presses = 0
         self.graceful = False
         self.installed = False
@@ -123,7 +127,7 @@ class Guard:
                     "checkpoint (press Ctrl-C again to quit at once)"
                 )
                 return
-            hard_exit(self.exit_message())
+            hard_exit(self.exit_message(), self.exit_code)
         if self.presses == 1:
             _say(
                 "fit: interrupted: stopping after the current chunk of steps (press Ctrl-C "

@@ -10,6 +10,7 @@ import pytest
 
 from genvi.cli.main import main
 from genvi.cli.vae import FILES
+from genvi.training._checkpoint import read_meta
 
 TINY = [
     "--latent",
@@ -26,6 +27,17 @@ TINY = [
     "10",
     "--no-progress",
 ]
+
+
+def _run(argv, capsys):
+    """``genvi <argv>`` in this process: (exit code, stdout, stderr)."""
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse errors
+        code = e.code
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return code, captured.out, captured.err
 
 
 @pytest.mark.slow
@@ -45,14 +57,59 @@ def test_vae_trains_writes_everything_and_resumes(tmp_path, capsys):
         assert np.isfinite(metrics[name]) and metrics[name] < 0
     # IWAE(8) >= ELBO image by image in expectation; on 30 images with these errors:
     assert metrics["test_iwae_8"] > metrics["test_elbo"] - 4 * metrics["test_elbo_stderr"]
-    # continue the same run to 30 steps
-    assert main(["vae", "--steps", "30", "--out", str(out), "--resume", *TINY]) == 0
+    # continue the same run to 30 steps: the options left out are the run's
+    code, text, _ = _run(["vae", "--steps", "30", "--out", str(out), "--resume", *TINY], capsys)
+    assert code == 0 and "resuming from step 20 of 30" in text
     assert json.loads((out / "metrics.json").read_text())["steps"] == 30
-    # a resume with other sizes is refused
-    assert (
-        main(["vae", "--steps", "40", "--out", str(out), "--resume", *TINY, "--hidden", "9"]) == 2
-    )
-    assert "does not match" in capsys.readouterr().err
+    # without --steps, a resumed run aims for its own target: here reached already
+    code, text, _ = _run(["vae", "--out", str(out), "--resume", "--eval-particles", "8"], capsys)
+    assert code == 0 and "already at step 30, and the run's target is 30 steps" in text
+    assert "nothing to train" in text and "steps=" not in text
+    assert json.loads((out / "metrics.json").read_text())["latent"] == 2  # the run's, not 8
+
+
+@pytest.mark.slow
+def test_a_run_in_out_is_never_replaced_or_changed_silently(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["vae", "--steps", "10", "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    code, _, err = _run(["vae", "--steps", "10", "--out", str(out), *TINY], capsys)
+    assert code == 2 and "already holds a run (its checkpoint.npz is at step 10 of 10)" in err
+    assert "--resume" in err and "--overwrite" in err
+    resume = ["vae", "--steps", "20", "--out", str(out), "--resume", *TINY]
+    for extra, message in [
+        (["--lr", "0.01"], "trained with --lr 0.001, not --lr 0.01"),
+        (["--hidden", "9"], "trained with --hidden 8, not --hidden 9"),
+        (["--objective", "elbo"], "trained with --objective iwae, not --objective elbo"),
+        (["--particles", "3"], "trained with --particles 5, not --particles 3"),
+        (["--seed", "1"], "trained with --seed 0, not --seed 1"),
+        (["--overwrite"], "--resume and --overwrite exclude each other"),
+    ]:
+        code, _, err = _run(resume + extra, capsys)
+        assert code == 2 and message in err, (extra, err)
+        assert "resume=" not in err and "settings[" not in err
+    assert int(read_meta(out / "checkpoint.npz")["step"]) == 10  # untouched
+    # --overwrite replaces the run: its files are removed first, then written anew
+    (out / "metrics.json").write_text("{}")
+    code, _, _ = _run(["vae", "--steps", "6", "--out", str(out), "--overwrite", *TINY], capsys)
+    assert code == 0 and json.loads((out / "metrics.json").read_text())["steps"] == 6
+    assert int(read_meta(out / "checkpoint.npz")["step"]) == 6
+
+
+@pytest.mark.slow
+def test_the_command_refuses_a_rerun_and_a_changed_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["vae", "--steps", "10", "--out", str(out), *TINY]) == 0
+    # the real command, in subprocesses (each refusal comes before any compilation)
+    again = _command("vae", "--steps", "20", "--out", str(out), *TINY)
+    assert again.returncode == 2 and "genvi vae: error: --out" in again.stderr
+    assert "continue it with `genvi vae --resume --out" in again.stderr
+    changed = _command("vae", "--out", str(out), "--resume", "--lr", "0.01", *TINY)
+    assert changed.returncode == 2
+    assert "genvi vae: error: --resume: the run in" in changed.stderr
+    assert "--lr 0.001, not --lr 0.01" in changed.stderr
+    for proc in (again, changed):
+        assert "Traceback" not in proc.stderr and "compiling" not in proc.stdout
 
 
 def test_vae_on_mnist_npz_and_elbo(tmp_path, capsys):
@@ -132,24 +189,19 @@ def test_malformed_data_and_bad_out_folder_exit_2(tmp_path, capsys):
     assert code == 2 and "is a file, not a folder" in err
 
 
-def test_console_script_reports_errors_without_traceback(tmp_path):
+def _command(*argv):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "genvi.cli.main",
-            "vae",
-            "--mnist",
-            str(tmp_path / "none.npz"),
-            "--out",
-            str(tmp_path / "o"),
-        ],
+    return subprocess.run(
+        [sys.executable, "-m", "genvi.cli.main", *argv],
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=300,
     )
+
+
+def test_console_script_reports_errors_without_traceback(tmp_path):
+    proc = _command("vae", "--mnist", str(tmp_path / "none.npz"), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2
     assert "genvi vae: error: no such file or folder" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -1,0 +1,263 @@
+"""The ``genvi`` command's arguments: every subcommand's options, their checks and help.
+
+Standard library only, and nothing here imports JAX or the rest of genvi: the command
+parses (and answers ``--help`` or a bad flag) before it loads anything heavy. Each
+subcommand's ``run(args)`` lives in its own module (``genvi.cli.vae``, ...), imported
+after parsing.
+
+Every option records that it was given on the command line (``args.given``, a set of
+destination names), so that ``genvi vae --resume`` can take the options left out from the
+checkpoint's run and refuse those given with another value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+# genvi vae
+BOUNDS = ("elbo", "iwae", "renyi", "vimco")  # lower bounds applied per image
+DEFAULT_PARTICLES = 5
+DEFAULT_ALPHA = 0.5
+DEFAULT_STEPS = 10_000
+FILES = ("loss.png", "reconstructions.png", "samples.png", "checkpoint.npz", "metrics.json")
+
+SUBCOMMANDS = ("quickstart", "vae", "cone")
+DEFAULT_SUBCOMMAND = "vae"
+SEED_LIMIT = 2**63  # PRNG seeds are 64-bit integers
+
+
+class Parser(argparse.ArgumentParser):
+    """Errors as one line ``<prog>: error: <message>`` after the usage, exit code 2."""
+
+    commands: dict[str, Parser]
+
+    def error(self, message):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help texts with ``(default: ...)``, except where the default is None or False
+    (the help text then says what happens)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.default == argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _record(namespace, dest: str, value) -> None:
+    setattr(namespace, dest, value)
+    namespace.given = set(getattr(namespace, "given", ())) | {dest}
+
+
+class _Given(argparse.Action):
+    """``store``, remembering that the option was given."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        _record(namespace, self.dest, values)
+
+
+class _GivenFlag(argparse.Action):
+    """``store_true``, remembering that the flag was given."""
+
+    def __init__(self, option_strings, dest, default=False, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        _record(namespace, self.dest, True)
+
+
+def _number(kind, low: float, low_ok: bool, what: str, high: float | None = None):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        if value < low or (value == low and not low_ok) or (high is not None and value >= high):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
+
+
+positive_int = _number(int, 1, True, "a whole number >= 1")
+positive_float = _number(float, 0.0, False, "a positive number")
+seed = _number(int, 0, True, "a whole number in [0, 2**63)", SEED_LIMIT)
+
+
+def _add(p, *names, **kw):
+    if kw.get("action") is None:
+        kw["action"] = _Given
+    return p.add_argument(*names, **kw)
+
+
+def _flag(p, *names, help: str):
+    return p.add_argument(*names, action=_GivenFlag, help=help)
+
+
+def _quickstart(sub) -> Parser:
+    p = sub.add_parser(
+        "quickstart",
+        help="a small model: posterior by importance sampling and VI, against the exact one",
+        description=(
+            "A model small enough to solve exactly (z ~ N(0, 1) read three times with "
+            "noise 0.5): its posterior and marginal likelihood by importance sampling and "
+            "by variational inference (ELBO, Adam), printed next to the exact values."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    _add(p, "--seed", type=seed, default=0, help="random seed")
+    _add(p, "--particles", type=positive_int, default=20_000, help="importance samples")
+    _add(p, "--steps", type=positive_int, default=500, help="Adam steps of the VI fit")
+    return p
+
+
+def _vae(sub) -> Parser:
+    p = sub.add_parser(
+        "vae",
+        help="train a VAE on the scikit-learn digits (or MNIST) and report its held-out bound",
+        description=(
+            "Train a variational autoencoder on the binarized 8x8 digits that ship with "
+            "scikit-learn (no download), or on MNIST from local files, then estimate "
+            "log p(x) on held-out images. Writes " + ", ".join(FILES) + " to --out. "
+            "Ctrl-C stops cleanly (exit code 130) and keeps the last checkpoint; continue "
+            "with --resume."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    _add(
+        p,
+        "--mnist",
+        metavar="PATH",
+        help="MNIST instead of the digits: a folder of IDX files (train-images-idx3-ubyte"
+        "[.gz], t10k-images-idx3-ubyte[.gz]), one IDX file, or an .npz file",
+    )
+    _add(p, "--objective", choices=BOUNDS, default="iwae", help="the bound to maximize")
+    _add(
+        p,
+        "--particles",
+        type=positive_int,
+        help=f"particles per image of multi-particle bounds (default: {DEFAULT_PARTICLES})",
+    )
+    _add(
+        p, "--alpha", type=float, help=f"the alpha of --objective renyi (default: {DEFAULT_ALPHA})"
+    )
+    _add(p, "--latent", type=positive_int, default=8, help="latent size")
+    _add(p, "--hidden", type=positive_int, default=128, help="hidden units of encoder and decoder")
+    _add(
+        p,
+        "--steps",
+        type=positive_int,
+        help=f"total training steps, counted from step 0 (default: {DEFAULT_STEPS}; with "
+        "--resume, the target of the run being continued)",
+    )
+    _add(p, "--batch-size", type=positive_int, default=100, help="images per step")
+    _add(p, "--lr", type=positive_float, default=1e-3, help="Adam learning rate")
+    _add(p, "--seed", type=seed, default=0, help="random seed")
+    _add(p, "--out", default=os.path.join("runs", "vae"), help="output folder")
+    _add(
+        p,
+        "--eval-particles",
+        type=positive_int,
+        default=1000,
+        help="particles of the held-out IWAE estimate of log p(x)",
+    )
+    _add(
+        p,
+        "--eval-size",
+        type=positive_int,
+        default=1000,
+        help="held-out images to evaluate, at most",
+    )
+    _add(p, "--checkpoint-every", type=positive_int, default=1000, help="steps between checkpoints")
+    _flag(
+        p,
+        "--resume",
+        help="continue the run whose checkpoint is in --out: options left out are that "
+        "run's; options that change its meaning (objective, sizes, learning rate, seed, "
+        "data) must not differ",
+    )
+    _flag(p, "--overwrite", help="replace the run (checkpoint and results) already in --out")
+    _flag(p, "--no-progress", help="no progress bar (a line every tenth of the run instead)")
+    return p
+
+
+def _cone(sub) -> Parser:
+    p = sub.add_parser(
+        "cone",
+        help="the cone example: ELBO, IWAE, HVI, IWHVI and DIWHVI, trained and compared",
+        description=(
+            "A point observed near the surface z = x^2 + y^2: five objectives trained with "
+            "Adam and estimated with many samples, each a lower bound on log p(z = 5), "
+            "computed here by numerical integration for reference."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    _add(
+        p,
+        "--steps",
+        type=positive_int,
+        help="Adam steps per objective (default: 5000; 200 when GENVI_CI=1)",
+    )
+    _add(p, "--seed", type=seed, default=0, help="random seed")
+    _add(p, "--samples", type=positive_int, default=10_000, help="samples of each final estimate")
+    _add(p, "--lr", type=positive_float, default=0.02, help="Adam step size")
+    _add(
+        p,
+        "--proposal",
+        choices=("learned", "prior"),
+        default="learned",
+        help="proposal for the angle u in gv.marginal: a learned wrapped normal, or its prior",
+    )
+    _add(p, "--out", help="folder to write cone.json and cone.md to (default: none written)")
+    return p
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("genvi")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser() -> Parser:
+    """The parser of the ``genvi`` command (its subcommands' parsers in ``.commands``)."""
+    p = Parser(
+        prog="genvi",
+        description="genvi: programmable variational inference in JAX. Without a "
+        f"subcommand, options go to `genvi {DEFAULT_SUBCOMMAND}`.",
+    )
+    p.add_argument("--version", action="version", version=f"genvi {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
+    p.commands = {"quickstart": _quickstart(sub), "vae": _vae(sub), "cone": _cone(sub)}
+    return p
+
+
+def with_default_subcommand(argv: list[str]) -> list[str]:
+    """``argv`` with the default subcommand put first when it starts with an option
+    (``genvi --steps 500`` is ``genvi vae --steps 500``)."""
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        return [DEFAULT_SUBCOMMAND, *argv]
+    return argv
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The arguments of ``genvi <argv>``; exits with code 2 and one line
+    ``genvi <subcommand>: error: ...`` on a bad one (0 after ``--help``)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(with_default_subcommand(argv))
+    if extra:  # reported by the subcommand, in its own words
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    if not hasattr(args, "given"):
+        args.given = set()
+    return args
