@@ -16,6 +16,7 @@ import scipy.integrate as si
 import scipy.stats as st
 
 import genvi as gv
+from genvi.distributions import _library
 from genvi.distributions._support import simplex_tolerance
 
 lognormal = gv.distribution(nd.LogNormal)
@@ -67,7 +68,7 @@ LIBRARY = {c.dist.name for c in CASES}
 
 
 def test_every_family_of_the_library_is_covered():
-    assert set(gv.distributions._library.__all__) <= LIBRARY
+    assert set(_library.__all__) <= LIBRARY
 
 
 def _float_params(case):
