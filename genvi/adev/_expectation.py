@@ -13,6 +13,7 @@ from jax.core import Tracer
 from genvi.adev import _rawrandom as rawrandom
 from genvi.adev._interpreter import run
 from genvi.core._errors import ModelingError, runtime_errors
+from genvi.core._keys import check_key
 
 
 def _is_zero(t) -> bool:
@@ -115,6 +116,7 @@ class Expectation:
 
     # ---- public ---------------------------------------------------------------------
     def _maybe_jit(self, name, fn, key, args, **static):
+        check_key(key, f"expectation {self.name}", single=True)
         leaves = jax.tree_util.tree_leaves((key, args))
         with runtime_errors():  # a genvi error raised while the compiled program runs
             if any(isinstance(x, Tracer) for x in leaves) or not all(

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from genvi.core._choicemap import choice_map, format_address
 from genvi.core._errors import ChoiceTypeError, ModelingError
 from genvi.core._genfn import GenerativeFunction
+from genvi.core._keys import check_key
 from genvi.core._trace import Trace
 
 
@@ -57,6 +58,7 @@ class ScanGF(GenerativeFunction):
         return ret
 
     def simulate(self, key, carry, xs=None) -> Trace:
+        check_key(key, f"{self.name}.simulate", single=True)
         n = self._length(xs)
         keys = jax.random.split(key, n)
 

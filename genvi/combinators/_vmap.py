@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from genvi.core._choicemap import ChoiceMap, choice_map, format_address
 from genvi.core._errors import ChoiceTypeError
 from genvi.core._genfn import GenerativeFunction
+from genvi.core._keys import check_key
 from genvi.core._trace import Trace
 
 
@@ -65,6 +66,7 @@ class VmapGF(GenerativeFunction):
         return axes, _axis_size(args, axes, self.gf.name)
 
     def simulate(self, key, *args) -> Trace:
+        check_key(key, f"{self.name}.simulate", single=True)
         axes, n = self._prep(args)
         keys = jax.random.split(key, n)
         seen: dict = {}

@@ -22,6 +22,7 @@ from typing import Any
 
 from genvi.core import _handlers as handlers
 from genvi.core._choicemap import ChoiceMap, choice_map
+from genvi.core._keys import check_key
 from genvi.core._trace import Trace
 
 
@@ -97,6 +98,7 @@ class StaticGenerativeFunction(GenerativeFunction):
         functools.update_wrapper(self, fn, updated=())
 
     def simulate(self, key, *args, **kwargs) -> Trace:
+        check_key(key, f"{self.name}.simulate", single=True)
         with handlers.SimulateHandler(self, key) as h:
             retval = self.fn(*args, **kwargs)
         return Trace(h.choices, h.score, retval, args)
@@ -111,6 +113,7 @@ class StaticGenerativeFunction(GenerativeFunction):
     has_estimated_density = True  # a callee may be a marginal: hand keys down
 
     def estimate_logpdf(self, key, choices, *args, **kwargs):
+        check_key(key, f"{self.name}.estimate_logpdf", single=True)
         choices = choice_map(choices)
         with handlers.EstimateHandler(self, key, choices) as h:
             retval = self.fn(*args, **kwargs)
@@ -118,6 +121,7 @@ class StaticGenerativeFunction(GenerativeFunction):
         return h.score, retval
 
     def importance(self, key, constraints, *args, **kwargs):
+        check_key(key, f"{self.name}.importance", single=True)
         constraints = choice_map(constraints)
         with handlers.ImportanceHandler(self, key, constraints) as h:
             retval = self.fn(*args, **kwargs)

@@ -102,6 +102,14 @@ def visit(call, addr: Any) -> Any:
         _ADDRESS.reset(token)
 
 
+def address_key(key, addr: Address):
+    """The key of the choice at ``addr`` in a generative function run with ``key``, for
+    an address whose hash no earlier sibling address shares (see
+    :meth:`Handler.key_for`). Hand-written code that must draw the same noise as genvi
+    (the benchmarks) uses it."""
+    return jax.random.fold_in(key, _address_hash(normalize_address(addr), 0))
+
+
 def _address_hash(addr: Address, salt: int) -> int:
     # Parts are joined with a separator no printable address contains, so ("a", "b") and
     # "a/b" get different keys.

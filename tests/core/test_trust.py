@@ -152,3 +152,25 @@ def test_empty_address_is_an_error(key):
 
     with pytest.raises(gv.AddressError, match="empty address"):
         model.simulate(key)
+
+
+@pytest.mark.parametrize("bad", [None, 0, "a", jnp.zeros(3)])
+def test_a_bad_key_is_named(bad):
+    @gv.gen
+    def model():
+        return gv.normal(0.0, 1.0) @ "z"
+
+    with pytest.raises(gv.ChoiceTypeError, match="expected a PRNG key"):
+        model.simulate(bad)
+    with pytest.raises(gv.ChoiceTypeError, match="expected a PRNG key"):
+        model.importance(bad, {})
+    with pytest.raises(gv.ChoiceTypeError, match="expected a PRNG key"):
+        gv.vmap(model, in_axes=())
+        gv.scan(gv.gen(lambda c, x: (c, None)), length=2).simulate(bad, 0.0, None)
+
+    @gv.expectation
+    def objective(key, mu):
+        return mu * model.simulate(key).retval
+
+    with pytest.raises(gv.ChoiceTypeError, match="expected a PRNG key"):
+        objective.estimate(bad, 1.0)
