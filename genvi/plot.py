@@ -61,12 +61,17 @@ def _smooth(y: np.ndarray, window: int) -> np.ndarray:
         return np.where(count > 0, (c[hi] - c[lo]) / np.maximum(count, 1), np.nan)
 
 
-def history(h, *, smooth: int | None = None, title: str | None = None, path=None):
+def history(
+    h, *, smooth: int | None = None, units: str | None = "nats", title: str | None = None, path=None
+):
     """The objective and gradient norm per step of one or several training runs.
 
     ``h`` is a :class:`~genvi.training.History`, a :class:`~genvi.training.FitResult`,
-    or a mapping ``{label: either}`` to compare runs. The raw objective is drawn faintly
-    with its moving average (``smooth`` steps; default: a fiftieth of the run) on top.
+    or a mapping ``{label: either}`` to compare runs. The objective is drawn per step,
+    faintly, with its moving average over ``smooth`` steps on top (default: a fiftieth of
+    the run); the legend says which line is which. ``units`` labels the objective's axis:
+    genvi's objectives (ELBO, IWAE, ...) are log densities, in nats (pass ``None`` for an
+    objective without units). The gradient norm is drawn as its moving average.
 
     Examples:
         >>> def objective(key, params):
@@ -74,16 +79,22 @@ def history(h, *, smooth: int | None = None, title: str | None = None, path=None
         >>> result = gv.fit(objective, jnp.ones(2), key=jax.random.key(0), steps=200,
         ...                 optimizer=optax.adam(0.05))
         >>> fig = gv.plot.history(result, path="history.png")
+        >>> fig.axes[0].get_ylabel()
+        'objective (nats)'
         >>> import os; os.path.exists("history.png")
         True
     """
+    from matplotlib.lines import Line2D
+
     runs = _histories(h)
     fig = _figure(10, 3.6)
     ax_obj, ax_grad = fig.subplots(1, 2)
+    windows = set()
     for i, (label, hist) in enumerate(runs.items()):
         y = np.asarray(hist.objective, np.float64)
         steps = np.arange(1, y.size + 1)
         window = smooth or max(1, y.size // 50)
+        windows.add(window)
         color = f"C{i}"
         if window > 1:
             ax_obj.plot(steps, y, color=color, alpha=0.25, linewidth=0.6)
@@ -101,13 +112,27 @@ def history(h, *, smooth: int | None = None, title: str | None = None, path=None
                 label="skipped (non-finite)",
             )
     ax_obj.set_xlabel("step")
-    ax_obj.set_ylabel("objective")
+    ax_obj.set_ylabel(f"objective ({units})" if units else "objective")
     ax_grad.set_xlabel("step")
-    ax_grad.set_ylabel("gradient norm")
+    smoothed = max(windows) > 1
+    ax_grad.set_ylabel("gradient norm" + (" (moving average)" if smoothed else ""))
     if any(np.any(np.asarray(r.grad_norm) > 0) for r in runs.values()):
         ax_grad.set_yscale("log")
-    if len(runs) > 1 or any(np.asarray(r.skipped).any() for r in runs.values()):
-        ax_obj.legend()
+    # Which line is which: the runs by colour (when several), then raw against smoothed.
+    handles, labels = ax_obj.get_legend_handles_labels()
+    handles = list(dict(zip(labels, handles, strict=True)).values())  # "skipped" once
+    if smoothed:
+        gray = "C0" if len(runs) == 1 else "0.35"  # one run: its own colour
+        average = (
+            f"moving average ({windows.pop()} steps)" if len(windows) == 1 else "moving average"
+        )
+        handles += [
+            Line2D([], [], color=gray, alpha=0.25, linewidth=0.6, label="per step"),
+            Line2D([], [], color=gray, label=average),
+        ]
+    elif not handles:
+        handles = [Line2D([], [], color="C0", label="per step")]
+    ax_obj.legend(handles=handles, fontsize=8)
     if title:
         fig.suptitle(title)
     return _save(fig, path)

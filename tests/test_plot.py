@@ -75,3 +75,25 @@ def test_images_grid(tmp_path):
     with pytest.raises(ValueError, match="rows of 10 pixels are not square"):
         gv.plot.images(np.zeros((2, 10)))
     gv.plot.images(np.zeros((2, 10)), image_shape=(2, 5))
+
+
+def test_history_plot_says_units_and_which_line_is_which(tmp_path):
+    fig = gv.plot.history(_history(), smooth=20)
+    ax_obj, ax_grad = fig.axes
+    assert ax_obj.get_ylabel() == "objective (nats)"
+    assert ax_grad.get_ylabel() == "gradient norm (moving average)"
+    legend = [t.get_text() for t in ax_obj.get_legend().get_texts()]
+    assert legend == ["per step", "moving average (20 steps)"]
+    # several runs: one entry per run (by colour), "skipped" once, then raw against smoothed
+    fig = gv.plot.history(
+        {"elbo": _history(skipped=[3]), "iwae": _history(120, skipped=[5, 9])}, units=None
+    )
+    ax_obj = fig.axes[0]
+    assert ax_obj.get_ylabel() == "objective"
+    legend = [t.get_text() for t in ax_obj.get_legend().get_texts()]
+    assert legend == ["elbo", "skipped (non-finite)", "iwae", "per step", "moving average"]
+    # a run too short to smooth draws its steps only, and says so
+    fig = gv.plot.history(_history(40))
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["per step"]
+    assert fig.axes[1].get_ylabel() == "gradient norm"
+    fig.savefig(tmp_path / "short.png")

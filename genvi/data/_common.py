@@ -22,12 +22,18 @@ class Dataset(NamedTuple):
         test: ``float32[n_test, pixels]``.
         image_shape: ``(rows, cols)``; ``pixels = rows * cols``.
         name: where the data came from.
+        train_labels: ``int[n_train]``, the class of each training image (the digit), or
+            None where the files hold no labels. The models here do not use them; they
+            pick representative images to show (:func:`one_per_class`).
+        test_labels: ``int[n_test]``, or None.
     """
 
     train: np.ndarray
     test: np.ndarray
     image_shape: tuple[int, int]
     name: str
+    train_labels: np.ndarray | None = None
+    test_labels: np.ndarray | None = None
 
 
 def binarize(x, threshold: float = 0.5) -> np.ndarray:
@@ -103,3 +109,40 @@ def to_unit_images(x, source: str) -> tuple[np.ndarray, tuple[int, int]]:
     else:
         raise DataError(f"{source}: images of dtype {x.dtype} are not supported")
     return flat, shape
+
+
+def one_per_class(labels, n: int | None = None) -> np.ndarray:
+    """Indices of ``n`` examples that cover the classes evenly: the first example of each
+    class (in the order of the classes), then the second of each, and so on; ``n``
+    defaults to the number of classes. Where ``labels`` is None (a data set without
+    labels), the first ``n`` indices.
+
+    Showing ``x[one_per_class(labels, 10)]`` instead of ``x[:10]`` shows each digit
+    once, where the first ten images of a random split may hold the same digit many times.
+
+    Examples:
+        >>> from genvi import data
+        >>> data.one_per_class(np.array([3, 1, 3, 0, 1, 0]))
+        array([3, 1, 0])
+        >>> data.one_per_class(np.array([3, 1, 3, 0, 1, 0]), 5)     # then the second of each
+        array([3, 1, 0, 5, 4])
+        >>> ds = data.digits()
+        >>> ds.test_labels[data.one_per_class(ds.test_labels, 10)]
+        array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    """
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0):
+        raise ValueError(f"one_per_class: n must be a non-negative int or None, got {n!r}")
+    if labels is None:
+        if n is None:
+            raise ValueError("one_per_class: without labels, give the number of indices n")
+        return np.arange(n)
+    y = np.asarray(labels)
+    if y.ndim != 1:
+        raise ValueError(f"one_per_class: labels must be one-dimensional, got shape {y.shape}")
+    # each example's rank within its class (0 for the first), then sort by (rank, class)
+    order = np.argsort(y, kind="stable")
+    _, starts, counts = np.unique(y[order], return_index=True, return_counts=True)
+    rank = np.empty(y.shape[0], np.int64)
+    rank[order] = np.arange(y.shape[0]) - np.repeat(starts, counts)
+    picked = np.lexsort((y, rank))
+    return picked[: counts.size if n is None else n]

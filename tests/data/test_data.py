@@ -134,3 +134,53 @@ def test_split_and_binarize():
     np.testing.assert_array_equal(data.binarize(np.array([0.2, 0.5, 0.7])), [0.0, 0.0, 1.0])
     with pytest.raises(ValueError, match="test_fraction"):
         data.split(np.arange(10), 1.5)
+
+
+def test_labels_follow_their_images():
+    from sklearn.datasets import load_digits
+
+    images, labels = load_digits(return_X_y=True)
+    ds = data.digits(binarized=False)
+    assert ds.train_labels.shape == (1438,) and ds.test_labels.shape == (359,)
+    # each held-out image is the scikit-learn image of the same index as its label
+    lookup = {
+        row.tobytes(): y for row, y in zip((images / 16.0).astype(np.float32), labels, strict=True)
+    }
+    assert all(lookup[row.tobytes()] == y for row, y in zip(ds.test, ds.test_labels, strict=True))
+
+
+def test_mnist_labels_from_idx_folders_and_npz(tmp_path):
+    train, test = _images(12), _images(5, seed=1)
+    y_train, y_test = np.arange(12, dtype=np.uint8) % 10, np.arange(5, dtype=np.uint8)
+    write_idx(tmp_path / "train-images-idx3-ubyte", train)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", test)
+    assert data.mnist(tmp_path).test_labels is None  # no label files: no labels
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", y_train, compress=True)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", y_test)
+    ds = data.mnist(tmp_path)
+    np.testing.assert_array_equal(ds.train_labels, y_train)
+    np.testing.assert_array_equal(ds.test_labels, y_test)
+    np.savez(tmp_path / "l.npz", x_train=train, x_test=test, y_train=y_train, y_test=y_test)
+    np.testing.assert_array_equal(data.mnist(tmp_path / "l.npz").test_labels, y_test)
+    np.savez(tmp_path / "bad.npz", x_train=train, x_test=test, y_train=y_train[:3], y_test=y_test)
+    with pytest.raises(DataError, match=r"labels of shape \(3,\).*do not fit 12 images"):
+        data.mnist(tmp_path / "bad.npz")
+
+
+def test_one_per_class():
+    y = np.array([2, 2, 0, 1, 2, 0, 1, 1])
+    np.testing.assert_array_equal(data.one_per_class(y), [2, 3, 0])
+    np.testing.assert_array_equal(data.one_per_class(y, 7), [2, 3, 0, 5, 6, 1, 7])
+    np.testing.assert_array_equal(data.one_per_class(y, 100), [2, 3, 0, 5, 6, 1, 7, 4])
+    assert data.one_per_class(y, 0).size == 0
+    np.testing.assert_array_equal(data.one_per_class(None, 3), [0, 1, 2])  # no labels
+    ds = data.digits()
+    shown = data.one_per_class(ds.test_labels, 10)
+    assert sorted(ds.test_labels[shown].tolist()) == list(range(10))
+    assert len(set(ds.test_labels[:10].tolist())) < 10  # what it replaces: ds.test[:10]
+    with pytest.raises(ValueError, match="give the number of indices"):
+        data.one_per_class(None)
+    with pytest.raises(ValueError, match="non-negative int"):
+        data.one_per_class(y, -1)
+    with pytest.raises(ValueError, match="one-dimensional"):
+        data.one_per_class(y.reshape(2, 4))
