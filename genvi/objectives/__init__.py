@@ -1,7 +1,23 @@
-"""The objective library (layer 4), written in the public language.
+r"""Variational objectives: the ELBO, importance-weighted bounds, wake-sleep and more.
 
-See :mod:`genvi.objectives._common` for the calling convention shared by all objectives:
-``objective(key, model_args, guide_args, observations)``.
+Each objective is made from a model, a guide and options, e.g.
+``gv.objectives.iwae(model, guide, particles=5)``, and is an
+:class:`~genvi.Expectation` called as
+
+    objective(key, model_args, guide_args, observations)
+
+where ``model_args`` and ``guide_args`` are tuples of the model's and the guide's arguments
+and ``observations`` a choice map of the model's observed addresses. The guide proposes
+the model's latent choices $z$ at the same addresses; with the importance weight
+$w = p_\theta(x, z) / q_\phi(z)$, the ELBO is $\mathbb E_{q_\phi}[\log w] \le \log p_\theta(x)$
+and the others are bounds of the same kind (all lower bounds to maximize, except
+:func:`cubo`, an upper bound to minimize). ``objective.estimate(...)`` is an unbiased
+estimate of its value and ``objective.grad_estimate(...)`` of its gradient; ``gv.fit``
+trains with them.
+
+Every objective here is written with the public language alone: generative functions,
+``@gv.expectation`` and the building blocks exported beside them (:func:`log_weights`,
+:func:`logmeanexp`, :func:`score_term`, ...). A new objective is written the same way.
 """
 
 from genvi.objectives._common import (
