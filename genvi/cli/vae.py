@@ -279,15 +279,20 @@ def train(args, out=None) -> dict:
     train_time = time.perf_counter() - t0
     for w in caught:  # what fit warned about, except what the lines below report anyway
         text = str(w.message)
+        if text == result.message:
+            continue
         if issubclass(w.category, NonFiniteWarning) or text.startswith("fit: writing"):
             print(f"  warning: {text}", file=out)
+    message = result.message
+    if result.stopped_reason == "nonfinite":  # fit's advice names its own arguments
+        message = message.split(" Lower the learning rate")[0] + " Try a lower --lr."
     taken = result.step - (start or 0)
     if taken > 0 or result.stopped_reason != "steps":
         print(
             f"  trained {taken} steps"
             + (f" (to step {result.step})" if start else "")
             + f" in {train_time:.1f} s (compilation {result.compile_time:.1f} s); "
-            f"stopped: {result.message}",
+            f"stopped: {message}",
             file=out,
             flush=True,
         )

@@ -266,8 +266,11 @@ def test_a_write_that_fails_at_the_end_warns_and_returns_the_result(tmp_path, mo
 def test_resume_checks_the_settings_and_warns_about_another_key(tmp_path):
     path = tmp_path / "c.npz"
     settings = {"objective": "elbo", "lr": 0.03}
-    gv.fit(objective, PHI, steps=4, checkpoint=path, settings=settings, **KW)
-    assert load_checkpoint(path, PHI).info["settings"] == settings
+    gv.fit(objective, PHI, steps=4, checkpoint=path, settings=settings, metadata={"n": 1}, **KW)
+    info = load_checkpoint(path, PHI).info
+    assert info["settings"] == settings and info["metadata"] == {"n": 1}
+    # metadata is kept, not checked
+    gv.fit(objective, PHI, steps=4, resume=path, settings=settings, metadata={"n": 2}, **KW)
     with pytest.raises(CheckpointError, match=r"settings\['lr'\] = 0.03, not 0.1") as e:
         gv.fit(objective, PHI, steps=8, resume=path, settings=dict(settings, lr=0.1), **KW)
     assert "without resume=" in str(e.value) and "resume=" not in e.value.problem

@@ -2,6 +2,7 @@
 callbacks, argument errors."""
 
 import math
+import time
 import warnings
 
 import jax
@@ -13,7 +14,7 @@ import pytest
 import genvi as gv
 from genvi.training import NonFiniteWarning
 from genvi.training._batches import Batching, batch_indices
-from genvi.training._progress import interactive
+from genvi.training._progress import compiling, interactive
 
 # ---- a conjugate model: z ~ N(0, 1), x_i ~ N(z, NOISE), observed XS ------------------
 NOISE = 0.5
@@ -263,6 +264,18 @@ def test_callbacks_see_progress_and_can_stop():
 
 def _quadratic(key, params):
     return -jnp.sum(params["w"] ** 2)
+
+
+def test_compiling_line_counts_the_seconds_and_is_silent_when_off_or_quick(capsys):
+    with compiling(True, every=0.05):
+        time.sleep(0.3)
+    err = capsys.readouterr().err
+    assert "\rfit: compiling... 0 s" in err and "fit: compiled in 0." in err
+    with compiling(False, every=0.05):
+        time.sleep(0.2)
+    with compiling(True, every=5.0):  # done before the first tick: e.g. a cached program
+        pass
+    assert capsys.readouterr().err == ""
 
 
 def test_progress_bar_shows_the_objective_and_is_off_unattended(capsys, monkeypatch):
