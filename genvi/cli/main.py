@@ -9,9 +9,26 @@ trains, an immediate exit with code 130 at any other moment, never a traceback.
 from __future__ import annotations
 
 import importlib
+import os
+import signal
 import sys
+import threading
 
 from genvi.cli._parser import parse
+
+
+def _exit_on_interrupt(command: str) -> None:
+    """Ctrl-C while the libraries load (importing JAX takes seconds): nothing exists yet
+    to keep, so end at once with exit code 130, before Python could raise
+    ``KeyboardInterrupt`` inside JAX's import-time callbacks (where it is swallowed)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum, frame):
+        os.write(2, f"genvi {command}: interrupted\n".encode())
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, handler)
 
 
 def main(argv=None) -> int:
@@ -19,6 +36,8 @@ def main(argv=None) -> int:
     exit code (0 done; 1 a run stopped by a non-finite value or an error; 2 bad input;
     130 interrupted)."""
     args = parse(list(sys.argv[1:] if argv is None else argv))
+    if argv is None:
+        _exit_on_interrupt(args.command)  # until the full policy below is in place
     from genvi.training import _interrupt
 
     loaded = []

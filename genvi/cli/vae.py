@@ -307,9 +307,10 @@ def train(args, out=None) -> dict:
 
     gv.plot.history(result, title=f"VAE, {label}", path=os.path.join(args.out, "loss.png"))
     n_show = min(10, ds.test.shape[0])
-    recon = np.asarray(vae.reconstruct(result.params, jnp.asarray(ds.test[:n_show])))
+    shown = ds.test[gv.data.one_per_class(ds.test_labels, n_show)]  # one image per digit
+    recon = np.asarray(vae.reconstruct(result.params, jnp.asarray(shown)))
     gv.plot.images(
-        np.concatenate([ds.test[:n_show], recon]),
+        np.concatenate([shown, recon]),
         image_shape=ds.image_shape,
         ncols=n_show,
         title="held-out images (top) and reconstructions (bottom)",

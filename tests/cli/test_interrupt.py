@@ -148,3 +148,35 @@ def test_a_second_ctrl_c_quits_at_once_keeping_the_last_checkpoint(tmp_path):
     _check(code, err, out)
     step = _checkpoint_step(out)
     assert step > 0 and f"at step {step} of 1000000" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.3, 0.6, 1.0, 1.6])
+def test_ctrl_c_while_the_libraries_load_exits_130(tmp_path, delay):
+    # Importing JAX takes seconds; the command's arguments are parsed before it, and a
+    # Ctrl-C then ends the process at once (a KeyboardInterrupt there used to be swallowed
+    # by JAX's import-time callbacks, or end in a traceback).
+    out = tmp_path / "run"
+    cmd = Command("--steps", "100000", "--out", str(out), *TINY)
+    time.sleep(delay)
+    code, err = cmd.interrupt()
+    assert code == 130, f"exit code {code}, stderr:\n{err}"
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert "interrupted" in err
+    assert not (out / "checkpoint.npz").exists()
+
+
+def test_help_answers_without_importing_jax():
+    code = (
+        "import sys\n"
+        "from genvi.cli.main import main\n"
+        "try:\n"
+        "    main(['vae', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('jax' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert proc.stdout.strip().splitlines()[-1] == "False", proc.stdout
