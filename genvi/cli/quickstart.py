@@ -45,7 +45,10 @@ def run(seed: int = 0, particles: int = 20_000, steps: int = 500) -> dict:
     is_mean = res.mean(lambda c: c["z"])
     is_sd = jnp.sqrt(res.mean(lambda c: c["z"] ** 2) - is_mean**2)
 
-    elbo = gv.objectives.elbo(model, guide)
+    # Sticking the landing (STL): the same ELBO and an unbiased gradient whose variance
+    # vanishes at the exact posterior, so 500 Adam steps land on it. The plain ELBO
+    # gradient keeps a score term of variance O(1) there and ends visibly off.
+    elbo = gv.objectives.elbo(model, guide, stl=True)
     opt = optax.adam(0.05)
     phi = jnp.zeros(2)
     state = opt.init(phi)
@@ -86,6 +89,6 @@ def command(args) -> int:
         f"{'importance sampling':24s}{im:10.4f}{isd:10.4f}{ilml:12.4f}   (ESS {ess:.0f} of {args.particles})"
     )
     print(
-        f"{'VI (ELBO, Adam)':24s}{vm:10.4f}{vs:10.4f}{velbo:12.4f}   (ELBO; equals log p(x) at the exact posterior)"
+        f"{'VI (ELBO, STL, Adam)':24s}{vm:10.4f}{vs:10.4f}{velbo:12.4f}   (ELBO; equals log p(x) at the exact posterior)"
     )
     return 0

@@ -20,7 +20,8 @@ def test_quickstart_matches_the_exact_posterior():
     assert abs(is_log_ml - log_ml) < 0.05
     vi_mean, vi_sd, vi_elbo = out["vi"]
     assert vi_elbo <= log_ml + 0.01  # the ELBO is a lower bound
-    assert abs(vi_mean - mean) < 0.2 and abs(vi_sd - sd) < 0.1
+    # STL converges to the exact posterior (the guide family contains it)
+    assert abs(vi_mean - mean) < 0.02 and abs(vi_sd - sd) < 0.02
 
 
 def test_quickstart_command_prints_a_summary(capsys):
