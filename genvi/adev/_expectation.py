@@ -10,9 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
 
+from genvi._config import validation_enabled
 from genvi.adev import _rawrandom as rawrandom
 from genvi.adev._interpreter import run
-from genvi.core._errors import ModelingError, runtime_errors
+from genvi.core._errors import ChoiceTypeError, ModelingError, runtime_errors
 from genvi.core._keys import check_key
 
 
@@ -97,6 +98,13 @@ class Expectation:
     # ---- core, traceable -----------------------------------------------------------
     def _estimate(self, key, *args):
         flat, tree = jax.tree_util.tree_flatten(args)
+        for leaf in flat:
+            if not (isinstance(leaf, Tracer) or _is_array_leaf(leaf)):
+                raise ChoiceTypeError(
+                    f"expectation {self.name}: its arguments must be arrays, numbers or "
+                    f"pytrees of them; got a {type(leaf).__name__} ({str(leaf)[:40]!r}). "
+                    "Pass static settings through a closure instead"
+                )
 
         def staged(k, *fl):
             return self.fn(k, *jax.tree_util.tree_unflatten(tree, list(fl)))
@@ -123,7 +131,9 @@ class Expectation:
                 _is_array_leaf(x) for x in leaves
             ):
                 return fn(key, *args, **static)
-            cache_key = (name, tuple(sorted(static.items())))
+            # The validation switch is read when the program is traced: a program compiled
+            # with it off must not serve a call made with it on.
+            cache_key = (name, tuple(sorted(static.items())), validation_enabled())
             if cache_key not in self._jitted:
                 self._jitted[cache_key] = jax.jit(functools.partial(fn, **static))
             return self._jitted[cache_key](key, *args)
@@ -155,13 +165,13 @@ def _check_argnums(argnums, args, name):
     nums = argnums if isinstance(argnums, tuple) else (argnums,)
     for a in nums:
         if isinstance(a, bool) or not isinstance(a, int) or not (-n <= a < n):
-            raise ValueError(
+            raise ModelingError(
                 f"{name}: argnums={argnums!r} but the objective takes {n} argument(s) after the "
                 "key (argnums counts from the first argument after the key)"
             )
         for leaf in jax.tree_util.tree_leaves(args[a]):
             if not jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
-                raise TypeError(
+                raise ChoiceTypeError(
                     f"{name}: argnums={argnums!r} asks for a gradient in argument {a} (after "
                     f"the key), which holds a {jnp.result_type(leaf)} value; gradients need "
                     "float arguments (pass it as a float, e.g. jnp.asarray(x, float), or "

@@ -121,6 +121,7 @@ class ScanGF(GenerativeFunction):
         return jnp.sum(logps), (c, ys)
 
     def importance(self, key, constraints, carry, xs=None):
+        check_key(key, f"{self.name}.importance", single=True)
         n = self._length(xs)
         cm = choice_map(constraints)
         self._check(cm, n)

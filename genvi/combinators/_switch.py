@@ -82,6 +82,11 @@ class SwitchGF(GenerativeFunction):
     boolean = False
 
     def _dispatch(self, index, method, operands, args):
+        if index is None or isinstance(index, (str, bytes)):
+            raise ChoiceTypeError(
+                f"{self.name}: the branch index must be an integer (a number or an integer "
+                f"array, traced or not), got {type(index).__name__} {index!r}"
+            )
         if self.boolean:
             i = _concrete_index(index)
             index = int(i != 0) if i is not None else (jnp.asarray(index) != 0).astype(jnp.int32)

@@ -117,6 +117,7 @@ class VmapGF(GenerativeFunction):
         return jnp.sum(logp), retval
 
     def importance(self, key, constraints, *args):
+        check_key(key, f"{self.name}.importance", single=True)
         axes, n = self._prep(args)
         cm = choice_map(constraints)
         self._check_leading(cm, n)

@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from genvi.core._errors import AddressError
+from genvi.core._errors import AddressError, ChoiceTypeError
 
 Address = tuple[str, ...]
 
@@ -319,7 +319,10 @@ def choice_map(x: Any = None) -> ChoiceMap:
     if isinstance(x, ChoiceMap):
         return x
     if not isinstance(x, Mapping):
-        raise TypeError(f"expected a ChoiceMap or a nested dict of choices, got {type(x).__name__}")
+        raise ChoiceTypeError(
+            f"expected a ChoiceMap or a nested dict of choices (address -> value), got "
+            f'{type(x).__name__}; e.g. {{"z": 0.5}}'
+        )
     out = ChoiceMap()
     for k, v in x.items():
         addr = normalize_address(k)

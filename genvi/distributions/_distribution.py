@@ -151,7 +151,7 @@ class Distribution(GenerativeFunction):
             raise ChoiceTypeError(f"{self.name} {self._where()}: got a PRNG key as a value")
         try:
             value = jnp.asarray(value)
-        except TypeError:
+        except (TypeError, ValueError):
             raise ChoiceTypeError(
                 f"{self.name} {self._where()}: cannot score a value of type "
                 f"{type(value).__name__} ({value!r}); give a number or a numeric array"

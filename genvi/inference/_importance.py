@@ -9,7 +9,9 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
 from genvi.core._choicemap import choice_map
+from genvi.core._errors import ChoiceTypeError
 from genvi.core._genfn import GenerativeFunction
+from genvi.core._keys import check_key
 from genvi.core._trace import Trace
 
 
@@ -63,6 +65,12 @@ def importance_sampling(
     if particles < 1:
         raise ValueError(f"importance_sampling needs particles >= 1, got {particles}")
     obs = choice_map(observations)
+    check_key(key, "importance_sampling", single=True)
+    if not isinstance(args, (tuple, list)):
+        raise ChoiceTypeError(
+            f"importance_sampling: args must be a tuple of {model.name}'s arguments, e.g. "
+            f"(theta,) (or () for none), got {type(args).__name__}"
+        )
     keys = jax.random.split(key, particles)
     traces, logw = jax.vmap(lambda k: model.importance(k, obs, *args))(keys)
     return ImportanceResult(traces, logw, logsumexp(logw) - jnp.log(particles))
