@@ -127,6 +127,7 @@ class Handler:
         self._hashes: dict[int, Address] = {}
         self._token = None
         self._trace = None
+        self._empty_calls: set[Address] = set()
         #: calls made in the body that have not (yet) been given an address
         self.unaddressed: dict[int, Any] = {}
 
@@ -183,13 +184,18 @@ class Handler:
         )
 
     def _record(self, addr: Address, choices: ChoiceMap):
-        if self.choices.has(addr) or any(self.choices.has(addr[:i]) for i in range(1, len(addr))):
+        taken = self.choices.has(addr) or addr in self._empty_calls
+        if taken or any(self.choices.has(addr[:i]) for i in range(1, len(addr))):
             raise AddressError(
                 f"address {format_address(current_address())} is used twice in {self.owner.name}; "
                 'every random choice needs its own address (in a loop, use f"x{i}" or gv.vmap)'
             )
         if choices.is_leaf:
             self.choices = self.choices.set(addr, choices.value, choices.origin)
+        elif choices.is_empty():
+            # A call that made no choice adds no address: an empty sub-map would give the
+            # trace a structure without values (and branches of gv.cond different ones).
+            self._empty_calls.add(addr)
         else:
             self.choices = self.choices.set(addr, choices)
 
