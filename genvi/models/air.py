@@ -17,7 +17,7 @@ the later steps are *absent*: their addresses hold no choice and count nothing. 
 has the same structure. An LSTM reads the image and the previous step's latents; from its
 state it predicts the presence probability and the ``where`` distribution; an encoder of
 the window the ``where`` attends to predicts ``what``. The presence choices take the
-estimator: each is a :func:`genvi.flip` with a strategy chosen per step, a one-word change
+estimator: each is a :data:`genvi.bernoulli` (by logit) with a strategy chosen per step, a one-word change
 (:data:`ESTIMATORS`): REINFORCE, REINFORCE with a learned baseline, ENUM, MVD, or a mix
 across steps. ``where`` and ``what`` are reparameterized throughout.
 
@@ -43,6 +43,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import genvi as gv
 
@@ -54,8 +55,8 @@ ESTIMATORS: dict[str, tuple[str, ...]] = {
     "hybrid": ("enum", "mvd", "mvd"),
 }
 """The presence strategies of each named estimator, one per step (one name for every
-step): ``"reinforce"`` (:data:`genvi.flip` ``.reinforce``), ``"baseline"`` (REINFORCE with
-a learned baseline, ``.reinforce.with_baseline(b)``), ``"enum"`` (``.enum``), ``"mvd"``
+step): ``"reinforce"`` (:data:`genvi.bernoulli` ``.reinforce``, by logit), ``"baseline"``
+(REINFORCE with a learned baseline, ``.reinforce.with_baseline(b)``), ``"enum"`` (``.enum``), ``"mvd"``
 (``.mvd``), and ``"hybrid"``: ENUM at the first step, MVD at the later ones.
 
 Examples:
@@ -218,14 +219,16 @@ def _strategies(estimator, steps: int) -> tuple[str, ...]:
     return names
 
 
-def _flip(strategy: str, p, baseline):
+def _presence(strategy: str, logit, baseline):
+    """The guide's presence choice, by logit (:data:`genvi.bernoulli`: its log density is
+    computed from the logit, finite where a probability would round to 0 or 1)."""
     if strategy == "reinforce":
-        return gv.flip.reinforce(p)
+        return gv.bernoulli.reinforce(logit)
     if strategy == "baseline":
-        return gv.flip.reinforce.with_baseline(baseline)(p)
+        return gv.bernoulli.reinforce.with_baseline(baseline)(logit)
     if strategy == "enum":
-        return gv.flip.enum(p)
-    return gv.flip.mvd(p)
+        return gv.bernoulli.enum(logit)
+    return gv.bernoulli.mvd(logit)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,6 +250,9 @@ class AIR:
         likelihood_sd: the pixel noise.
         decoder_bias: added to the decoder's output before the sigmoid (dim windows at
             the start).
+        max_logit: if set, the guide's presence logits are squashed into
+            ``(-max_logit, max_logit)`` (``max_logit * tanh(logit / max_logit)``), so
+            that a presence probability never saturates and its gradient never vanishes.
 
     Examples:
         >>> from genvi.models import air
@@ -270,6 +276,7 @@ class AIR:
     where_scale: tuple[float, float, float] = (0.2, 1.0, 1.0)
     likelihood_sd: float = 0.3
     decoder_bias: float = -2.0
+    max_logit: float | None = None
 
     def __post_init__(self):
         for name in ("canvas", "window", "steps", "z_what", "hidden", "mlp_hidden"):
@@ -347,7 +354,8 @@ class AIR:
     def model(self) -> gv.GenerativeFunction:
         """The generative model, called with the decoder's parameters; returns the canvas."""
         cfg = self
-        where_loc, where_scale = jnp.array(self.where_loc), jnp.array(self.where_scale)
+        where_loc = np.asarray(self.where_loc, np.float32)
+        where_scale = np.asarray(self.where_scale, np.float32)
 
         def object_step(last: bool):
             @gv.gen
@@ -383,6 +391,8 @@ class AIR:
         inputs = jnp.concatenate([x, where, what, jnp.reshape(pres, (1,)).astype(x.dtype)])
         h, c = lstm(gp["lstm"], inputs, state)
         out = mlp(gp["predict"], h)
+        if self.max_logit is not None:
+            out = out.at[0].set(self.max_logit * jnp.tanh(out[0] / self.max_logit))
         baseline = mlp(gp["baseline"], jax.lax.stop_gradient(h))[0]
         return (h, c), out, baseline
 
@@ -421,7 +431,7 @@ class AIR:
                 if last:
                     return state, out, jnp.zeros(()), jnp.zeros((), jnp.int32)
                 state, out, b = cfg._predict(gp, x, where, what, 1, state)
-                more = _flip(strategies[t + 1], jax.nn.sigmoid(out[0]), b) @ "more"
+                more = _presence(strategies[t + 1], out[0], b) @ "more"
                 return state, out, b, more
 
             return present
@@ -439,7 +449,7 @@ class AIR:
             state, out, b = cfg._predict(
                 gp, x, jnp.zeros(3), jnp.zeros(cfg.z_what), 1, (zeros, zeros)
             )
-            pres = _flip(strategies[0], jax.nn.sigmoid(out[0]), b) @ "pres"
+            pres = _presence(strategies[0], out[0], b) @ "pres"
             baselines, drawn = [b], [jnp.ones(())]
             for t, step in enumerate(steps):
                 drawn.append(jnp.asarray(pres, jnp.float32))
@@ -576,6 +586,24 @@ class AIR:
         return minibatch_objective
 
     # -- inference ----------------------------------------------------------------------
+
+    def boxes(self, where):
+        """The square each ``where = (s, x, y)`` places a window on, in canvas pixels:
+        ``[..., 3]`` -> ``[..., 3]`` as ``(row0, col0, side)``, with side ``canvas / s``
+        and centre column ``(1 - x / s) canvas / 2``, row ``(1 - y / s) canvas / 2``.
+
+        Examples:
+            >>> from genvi.models import air
+            >>> cfg = air.AIR(canvas=8, window=4)
+            >>> cfg.boxes(jnp.array([2.0, 0.0, 0.0])).tolist()     # a 4x4 square, centred
+            [2.0, 2.0, 4.0]
+        """
+        where = jnp.asarray(where)
+        s, x, y = where[..., 0], where[..., 1], where[..., 2]
+        side = self.canvas / s
+        col = (1.0 - x / s) * self.canvas / 2 - side / 2
+        row = (1.0 - y / s) * self.canvas / 2 - side / 2
+        return jnp.stack([row, col, side], axis=-1)
 
     def infer(self, key, params, images):
         """The guide's inference for each image (presence drawn at random): the count

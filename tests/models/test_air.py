@@ -295,3 +295,59 @@ def test_bad_arguments_are_named():
         TINY.guide("enum").simulate(jax.random.key(0), TINY.guide_params(params), jnp.zeros(8 * 9))
     with pytest.raises(gv.ChoiceTypeError, match=r"minibatch must have shape \[B, 64\]"):
         TINY.batch_objective("enum")(jax.random.key(0), params, jnp.zeros((2, 8, 8)))
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3])
+def test_guide_log_density_is_the_hand_written_sum(n):
+    params = TINY.init_params(jax.random.key(0), pres_logit=0.4)
+    gp = TINY.guide_params(params)
+    x = jax.random.uniform(jax.random.key(9), (TINY.canvas**2,))
+    cm = _trace(n)
+    want, state = 0.0, (jnp.zeros(TINY.hidden), jnp.zeros(TINY.hidden))
+    prev_where, prev_what, prev_pres = jnp.zeros(3), jnp.zeros(TINY.z_what), 1.0
+    for t in range(min(n + 1, TINY.steps)):
+        inputs = jnp.concatenate([x, prev_where, prev_what, jnp.array([prev_pres])])
+        state = air.lstm(gp["lstm"], inputs, state)
+        out = air.mlp(gp["predict"], state[0])
+        q = float(jax.nn.sigmoid(out[0]))
+        present = t < n
+        want += math.log(q) if present else math.log(1 - q)
+        if not present:
+            break
+        obj = cm[f"object{t}"]
+        want += stats.norm.logpdf(obj["where"], out[1:4], jax.nn.softplus(out[4:7])).sum()
+        crop = air.image_to_window(obj["where"], x.reshape(8, 8), TINY.window).reshape(-1)
+        e = air.mlp(gp["encoder"], crop)
+        want += stats.norm.logpdf(obj["what"], e[:2], jax.nn.softplus(e[2:])).sum()
+        prev_where, prev_what = obj["where"], obj["what"]
+    guide = TINY.guide("enum")
+    logq, _ = guide.assess(cm, gp, x)
+    assert float(logq) == pytest.approx(want, rel=1e-5, abs=1e-4)
+    padded = _trace(3)
+    padded["pres"] = cm["pres"]
+    for t in range(TINY.steps - 1):
+        padded[f"object{t}"]["more"] = cm.get(f"object{t}", {}).get("more", 0)
+    for t in range(n):
+        padded[f"object{t}"] = dict(padded[f"object{t}"], **cm[f"object{t}"])
+    logq_jit, _ = jax.jit(guide.assess)(padded, gp, x)
+    assert float(logq_jit) == pytest.approx(want, rel=1e-5, abs=1e-4)
+
+
+def test_a_fresh_configuration_first_used_inside_jit_leaks_no_tracer():
+    cfg = air.AIR(canvas=8, window=4, steps=2, z_what=2, hidden=4, mlp_hidden=4)
+    params = cfg.init_params(jax.random.key(0))
+    x = jnp.zeros((2, 64))
+    f = cfg.batch_objective("reinforce")
+    jax.jit(f)(jax.random.key(0), params, x)  # builds (and caches) the model under a trace
+    jax.jit(jax.grad(f, argnums=1))(jax.random.key(1), params, x)
+    cfg.model.simulate(jax.random.key(2), params["decoder"])  # and outside one
+
+
+@pytest.mark.parametrize("where", [(2.0, 0.0, 0.0), (3.0, 0.6, -0.9), (2.5, -1.0, 0.5)])
+def test_boxes_frame_the_placed_window(where):
+    cfg = air.AIR(canvas=40, window=8)
+    image = np.asarray(air.window_to_image(jnp.array(where), jnp.ones((8, 8)), 40))
+    row0, col0, side = np.asarray(cfg.boxes(jnp.array(where)))
+    rows, cols = np.nonzero(image > 0.5)
+    assert abs(rows.min() - row0) <= 1 and abs(rows.max() + 1 - (row0 + side)) <= 1
+    assert abs(cols.min() - col0) <= 1 and abs(cols.max() + 1 - (col0 + side)) <= 1
