@@ -44,7 +44,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-import genvi as gv
 import genvi.training
 from genvi import data
 from genvi.models import air
