@@ -309,9 +309,11 @@ def test_guide_log_density_is_the_hand_written_sum(n):
         inputs = jnp.concatenate([x, prev_where, prev_what, jnp.array([prev_pres])])
         state = air.lstm(gp["lstm"], inputs, state)
         out = air.mlp(gp["predict"], state[0])
-        q = float(jax.nn.sigmoid(out[0]))
+        logit = out[0]
+        if TINY.max_logit is not None:  # the squashed logit
+            logit = TINY.max_logit * jnp.tanh(logit / TINY.max_logit)
         present = t < n
-        want += math.log(q) if present else math.log(1 - q)
+        want += float(jax.nn.log_sigmoid(logit if present else -logit))
         if not present:
             break
         obj = cm[f"object{t}"]
