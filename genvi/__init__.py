@@ -14,7 +14,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what the names are, for type checkers and the API reference
-    from genvi import data, objectives, plot
+    from genvi import data, guides, objectives, plot
     from genvi._config import validate, validation_enabled
     from genvi.adev import Expectation, RawRandomnessWarning, expectation
     from genvi.combinators import cond, scan, switch, vmap
@@ -74,6 +74,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and the API reference
 # name -> (module, attribute in it; None for the module itself)
 _LAZY: dict[str, tuple[str, str | None]] = {
     "data": ("genvi.data", None),
+    "guides": ("genvi.guides", None),
     "objectives": ("genvi.objectives", None),
     "plot": ("genvi.plot", None),
     "validate": ("genvi._config", "validate"),
@@ -165,6 +166,7 @@ __all__ = [
     "expectation",
     "Expectation",
     "objectives",
+    "guides",
     "Distribution",
     "distribution",
     "Strategy",
