@@ -136,13 +136,20 @@ def find_latents(model, model_args: tuple, obs: ChoiceMap, who: str) -> list[Lat
             continue
         ref = _find_site(jaxpr, var, 0)
         if not isinstance(ref, _SiteRef):
-            raise ModelingError(
+            head = (
                 f"{who}: the latent {format_address(addr)} of {model.name} is not a plain "
-                f"draw of a distribution (its value comes from {ref}): a latent inside "
-                "gv.cond / gv.switch with a traced (random) index exists only when its "
-                "branch is taken, so a guide over a fixed set of addresses cannot propose "
-                f"it soundly. Make the index a Python int, or {_BY_HAND} that branches on "
-                "the same index"
+                f"draw of a distribution (its value comes from {ref})"
+            )
+            if "cond" in ref or "select_n" in ref:
+                raise ModelingError(
+                    f"{head}: a latent inside gv.cond / gv.switch with a traced (random) "
+                    "index exists only when its branch is taken, so a guide over a fixed set "
+                    f"of addresses cannot propose it soundly. Make the index a Python int, or "
+                    f"{_BY_HAND} that branches on the same index"
+                )
+            raise ModelingError(
+                f"{head}, so the automatic guide cannot tell its distribution and support "
+                f"(a gv.marginal, say, or a generative function of your own): {_BY_HAND}"
             )
         found.append((addr, ref))
     wanted = [

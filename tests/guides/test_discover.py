@@ -211,7 +211,21 @@ def sphere():
     gv.distribution(nd.ProjectedNormal)(jnp.ones(3)) @ "v"
 
 
+@gv.gen
+def _positive():
+    gv.gamma(2.0, 1.0) @ "r"
+
+
+_SUB = gv.guides.normal(_positive, (), {}, init_loc="zeros")  # a generative function of its own
+
+
+@gv.gen
+def opaque():
+    _SUB(_SUB.init(jax.random.key(0))) @ "sub"
+
+
 ERRORS = [
+    ("opaque latent", opaque, {}, {}, gv.ModelingError, ["'sub', 'r'", "by hand"]),
     ("random branch", random_branch, {}, {}, gv.ModelingError, ["'br', 'y'", "gv.cond"]),
     ("vmapped branch", random_branch_vmapped, {}, {}, gv.ModelingError, ["'pts', 'br', 'y'"]),
     ("dependent support", dependent_support, {}, {}, gv.ModelingError, ["'u'", "other latent"]),
