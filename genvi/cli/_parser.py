@@ -24,7 +24,7 @@ DEFAULT_ALPHA = 0.5
 DEFAULT_STEPS = 10_000
 FILES = ("loss.png", "reconstructions.png", "samples.png", "checkpoint.npz", "metrics.json")
 
-SUBCOMMANDS = ("quickstart", "vae", "cone")
+SUBCOMMANDS = ("quickstart", "vae", "air", "cone")
 DEFAULT_SUBCOMMAND = "vae"
 SEED_LIMIT = 2**63  # PRNG seeds are 64-bit integers
 
@@ -91,6 +91,24 @@ def _number(kind, low: float, low_ok: bool, what: str, high: float | None = None
 positive_int = _number(int, 1, True, "a whole number >= 1")
 positive_float = _number(float, 0.0, False, "a positive number")
 seed = _number(int, 0, True, "a whole number in [0, 2**63)", SEED_LIMIT)
+
+
+def probability(text: str) -> float:
+    """A number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a probability strictly between 0 and 1, got {text!r}"
+        ) from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"expected a probability strictly between 0 and 1, got {text}"
+        )
+    return value
+
+
+probability.__name__ = "float"
 
 
 def _add(p, *names, **kw):
@@ -190,6 +208,134 @@ def _vae(sub) -> Parser:
     return p
 
 
+def _air(sub) -> Parser:
+    from genvi.cli import air  # standard library only at import time
+
+    p = sub.add_parser(
+        "air",
+        help="train Attend-Infer-Repeat on multi-digit canvases and report its count accuracy",
+        description=(
+            "Train Attend-Infer-Repeat (AIR) on 50x50 canvases of 0 to 2 digits "
+            "(genvi.data.multi_digits: the scikit-learn digits, or local MNIST), then report "
+            "the held-out ELBO and how often the guide counts the digits right. Writes "
+            + ", ".join(air.FILES)
+            + " to --out. Ctrl-C stops cleanly (exit code 130) and keeps the last "
+            "checkpoint; continue with --resume."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    _add(
+        p,
+        "--mnist",
+        metavar="PATH",
+        help="canvases of MNIST digits instead of the scikit-learn digits: a folder of IDX "
+        "files (train-images-idx3-ubyte[.gz], t10k-images-idx3-ubyte[.gz]), one IDX file, or "
+        "an .npz file",
+    )
+    _add(
+        p,
+        "--estimator",
+        choices=air.ESTIMATORS,
+        default=air.DEFAULT_ESTIMATOR,
+        help="the gradient estimator of the presence choices (baseline: reinforce with a "
+        "learned baseline; hybrid: enum at the first step, mvd at the later ones); not for "
+        "--objective rws",
+    )
+    _add(
+        p,
+        "--objective",
+        choices=air.OBJECTIVES,
+        default=air.DEFAULT_OBJECTIVE,
+        help="the objective to maximize (rws: reweighted wake-sleep)",
+    )
+    _add(
+        p,
+        "--particles",
+        type=positive_int,
+        help="particles per canvas of --objective iwae (default: "
+        f"{air.DEFAULT_PARTICLES['iwae']}) or rws (default: {air.DEFAULT_PARTICLES['rws']}); "
+        "not for elbo",
+    )
+    _add(
+        p,
+        "--steps",
+        type=positive_int,
+        help=f"total training steps, counted from step 0 (default: {air.DEFAULT_STEPS}; "
+        "with --resume, the target of the run being continued)",
+    )
+    _add(
+        p,
+        "--batch-size",
+        type=positive_int,
+        default=air.DEFAULT_BATCH_SIZE,
+        help="canvases per step",
+    )
+    _add(p, "--lr", type=positive_float, default=air.DEFAULT_LR, help="Adam learning rate")
+    _add(p, "--seed", type=seed, default=0, help="random seed")
+    _add(p, "--hidden", type=positive_int, default=air.DEFAULT_HIDDEN, help="LSTM state size")
+    _add(
+        p,
+        "--z-what",
+        type=positive_int,
+        default=air.DEFAULT_Z_WHAT,
+        help="size of an object's appearance code",
+    )
+    _add(
+        p,
+        "--mlp-hidden",
+        type=positive_int,
+        default=air.DEFAULT_MLP_HIDDEN,
+        help="hidden units of the decoder, encoder, predictor and baseline",
+    )
+    _add(
+        p,
+        "--pres-prior",
+        type=probability,
+        default=air.DEFAULT_PRES_PRIOR,
+        help="the prior probability that another object is present",
+    )
+    _add(
+        p,
+        "--n-train",
+        type=positive_int,
+        default=air.DEFAULT_N_TRAIN,
+        help="training canvases",
+    )
+    _add(
+        p,
+        "--n-test",
+        type=positive_int,
+        default=air.DEFAULT_N_TEST,
+        help="held-out canvases (every evaluation uses them all)",
+    )
+    _add(
+        p,
+        "--eval-every",
+        type=positive_int,
+        help="steps between held-out count-accuracy evaluations, the points of the accuracy "
+        f"curve; a checkpoint is written at each (default: a {air.DEFAULT_EVAL_FRACTION}th of "
+        "--steps; with --resume, the run's)",
+    )
+    _add(
+        p,
+        "--eval-draws",
+        type=positive_int,
+        default=air.DEFAULT_EVAL_DRAWS,
+        help="guide draws per held-out canvas of the final count accuracy",
+    )
+    _add(p, "--out", default=air.DEFAULT_OUT, help="output folder")
+    _flag(
+        p,
+        "--resume",
+        help="continue the run whose checkpoint is in --out: options left out are that "
+        "run's; options that change its meaning (estimator, objective, particles, sizes, "
+        "prior, batch size, learning rate, seed, data) must not differ",
+    )
+    _flag(p, "--overwrite", help="replace the run (checkpoint and results) already in --out")
+    _flag(p, "--no-progress", help="no progress bar (a line every tenth of the run instead)")
+    return p
+
+
 def _cone(sub) -> Parser:
     p = sub.add_parser(
         "cone",
@@ -239,7 +385,12 @@ def build_parser() -> Parser:
     )
     p.add_argument("--version", action="version", version=f"genvi {_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
-    p.commands = {"quickstart": _quickstart(sub), "vae": _vae(sub), "cone": _cone(sub)}
+    p.commands = {
+        "quickstart": _quickstart(sub),
+        "vae": _vae(sub),
+        "air": _air(sub),
+        "cone": _cone(sub),
+    }
     return p
 
 

@@ -1,4 +1,4 @@
-"""Entry point of the ``genvi`` command: ``genvi [quickstart | vae | cone] [options]``.
+"""Entry point of the ``genvi`` command: ``genvi [quickstart | vae | air | cone] [options]``.
 
 The arguments are parsed first (:mod:`genvi.cli._parser`, standard library only); only
 then is the subcommand's module imported and run, under the command's Ctrl-C policy
