@@ -404,9 +404,14 @@ class Enum(Strategy):
 
         logp, dlogp = _jvp(logp_fl, [call.flat[i] for i in idx], [call.dflat[i] for i in idx])
         p = jnp.exp(logp)  # [n, V]
-        v, dv = _eval_elementwise(z, jnp.reshape(grid, (values.shape[0], n)).T, kont)
-        # Values outside an element's support (binomial counts above its total) have p = 0:
-        # mask them, so that a continuation undefined there cannot leak a NaN.
+        # Values outside an element's support (binomial counts above its total) have p = 0
+        # and contribute nothing. The continuation is not run at them: it runs at the
+        # element's sampled value instead (possible), and the result is masked. Running it
+        # at an impossible value would score -inf downstream, and the zero weight cannot
+        # stop the NaN that 0 * inf makes in the reverse pass.
+        cands = jnp.reshape(grid, (values.shape[0], n)).T
+        cands = jnp.where(p > 0, cands, jnp.reshape(z, (n, 1)).astype(cands.dtype))
+        v, dv = _eval_elementwise(z, cands, kont)
         v = jnp.where(p > 0, v, 0.0)
         value = jnp.sum(p * v) / n
         tangent = jnp.sum(jnp.where(p > 0, p * dv, 0.0)) / n
