@@ -11,6 +11,13 @@ from genvi.core._genfn import GenerativeFunction
 from genvi.core._trace import Trace
 
 
+def _is_batched(x) -> bool:
+    """Whether ``x`` is batched by a ``jax.vmap`` being traced."""
+    from jax._src.interpreters import batching
+
+    return isinstance(x, batching.BatchTracer) and x.batch_dim is not batching.not_mapped
+
+
 def _concrete_index(index):
     try:
         return int(index)
@@ -78,6 +85,29 @@ class SwitchGF(GenerativeFunction):
 
         return [make(g) for g in self.gfs]
 
+    def _select(self, index, method, operands, args, union):
+        """Every branch, then ``select_n`` on the index: what ``jax.lax.switch`` becomes
+        under ``jax.vmap`` with a batched index, without its broadcasting of every operand
+        to the batch (JAX's rule batches all of them, so a network's weights passed to a
+        branch would be copied once per batch element)."""
+        outs = [run(*operands) for run in self._branches(method, args, union)]
+        flat = [jax.tree_util.tree_flatten(o) for o in outs]
+        treedef = flat[0][1]
+        for _, t in flat[1:]:
+            if t != treedef:
+                raise TypeError(f"branch outputs differ in structure: {treedef} vs {t}")
+        idx = jnp.clip(index, 0, len(outs) - 1)
+        if len(outs) == 2:
+            idx = idx.astype(bool)
+        leaves = []
+        for parts in zip(*(f[0] for f in flat), strict=True):
+            parts = [jnp.asarray(p) for p in parts]
+            shape = jnp.broadcast_shapes(*(p.shape for p in parts))
+            dtype = jnp.result_type(*parts)
+            parts = [jnp.broadcast_to(p.astype(dtype), shape) for p in parts]
+            leaves.append(jax.lax.select_n(jnp.broadcast_to(idx, shape), *parts))
+        return jax.tree_util.tree_unflatten(treedef, leaves)
+
     #: whether the index is a predicate (``gv.cond``): any nonzero value takes branch 1
     boolean = False
 
@@ -101,10 +131,14 @@ class SwitchGF(GenerativeFunction):
                 )
             return method(self.gfs[i], *operands)
         union = self._union(self._shapes(args))
+        index = jnp.asarray(index, jnp.int32)
         try:
-            choices, score, retval, extra = jax.lax.switch(
-                jnp.asarray(index, jnp.int32), self._branches(method, args, union), *operands
-            )
+            if _is_batched(index):
+                choices, score, retval, extra = self._select(index, method, operands, args, union)
+            else:
+                choices, score, retval, extra = jax.lax.switch(
+                    index, self._branches(method, args, union), *operands
+                )
         except TypeError as e:
             raise ChoiceTypeError(
                 f"{self.name}: branches must return values of the same structure and shape ({e})"

@@ -483,7 +483,9 @@ class AIR:
           reweighted wake-sleep (:func:`genvi.objectives.rws`, default 10 particles), the
           model trained on ``wake_model`` and the guide on ``wake_guide`` (the value is
           ``wake_model``'s, the IWAE bound). The presence strategies do not matter for
-          RWS (it does not differentiate through the guide's sampling).
+          RWS (it does not differentiate through the guide's sampling), so the guide
+          samples its presence plainly whatever ``estimator`` says (enumerating would
+          only cost: 10 particles, each enumerating 2^steps presence paths).
         - With the ``"baseline"`` strategy at some step, the ELBO and IWAE are written
           here as programs that also train the baseline: the guide returns each step's
           baseline ``b_t``, and the objective adds
@@ -509,6 +511,10 @@ class AIR:
             raise ValueError("AIR: the ELBO takes one particle; use objective='iwae'")
         if particles is None:
             particles = {"elbo": 1, "iwae": 2, "rws": 10}[objective]
+        if objective == "rws":
+            # RWS does not differentiate through the guide's sampling: the presence
+            # strategies change nothing but the cost, so the guide samples plainly.
+            strategies = ("reinforce",) * self.steps
         return self._objective(strategies, objective, int(particles))
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - the configuration is frozen and small
@@ -626,16 +632,19 @@ class AIR:
             >>> counts.shape, where.shape, pres.shape
             ((5,), (5, 3, 3), (5, 3))
         """
-        guide = self._guide(("reinforce",) * self.steps)
-        gp = self.guide_params(params)
+        keys = jax.random.split(key, jnp.shape(images)[0])
+        n, (where, pres) = self._infer(keys, self.guide_params(params), jnp.asarray(images))
+        return n, where, pres
 
-        def one(k, x):
+    @functools.cached_property
+    def _infer(self):
+        guide = self._guide(("reinforce",) * self.steps)
+
+        def one(k, gp, x):
             tr = guide.simulate(k, gp, x)
             return count(tr.choices), steps_of(tr.choices, self.steps)
 
-        keys = jax.random.split(key, images.shape[0])
-        n, (where, pres) = jax.jit(jax.vmap(one))(keys, jnp.asarray(images))
-        return n, where, pres
+        return jax.jit(jax.vmap(one, in_axes=(0, None, 0)))
 
 
 def count(choices) -> jax.Array:
