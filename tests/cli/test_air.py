@@ -40,7 +40,7 @@ SMALL = [
 ]
 
 # the model of a run with SMALL: the tests of the pieces below reuse its compiled programs
-MODEL = air.AIR(canvas=50, z_what=4, hidden=16, mlp_hidden=16, pres_prior=0.01)
+MODEL = air.AIR(canvas=50, z_what=4, hidden=16, mlp_hidden=16)
 N_TEST = 24
 
 
@@ -107,7 +107,7 @@ def test_air_trains_writes_everything_resumes_and_refuses_changes(tmp_path, caps
         (["--objective", "iwae"], "trained with --objective elbo, not --objective iwae"),
         (["--particles", "3"], "--particles does not apply to --objective elbo"),
         (["--objective", "rws"], "trained with --objective elbo, not --objective rws"),
-        (["--pres-prior", "0.5"], "trained with --pres-prior 0.01, not --pres-prior 0.5"),
+        (["--pres-prior", "0.5"], "trained with --pres-prior 1e-13, not --pres-prior 0.5"),
         (["--n-train", "80"], "trained with --n-train 64, not --n-train 80"),
         (["--seed", "1"], "trained with --seed 0, not --seed 1"),
         (["--overwrite"], "--resume and --overwrite exclude each other"),
@@ -267,3 +267,10 @@ def test_majority_confusion_and_held_out_bounds():
     only = air_cli.held_out_objective(MODEL, jax.random.key(3), params, images, None)
     assert set(only) == {"test_elbo", "test_elbo_stderr"}
     assert only["test_elbo"] == m["test_elbo"]  # the same key, the same estimates
+
+
+def test_the_command_defaults_are_the_model_defaults():
+    assert air_cli.DEFAULT_PRES_PRIOR == air.AIR().pres_prior
+    assert air_cli.DEFAULT_HIDDEN == air.AIR().hidden
+    assert air_cli.DEFAULT_Z_WHAT == air.AIR().z_what
+    assert air_cli.DEFAULT_MLP_HIDDEN == air.AIR().mlp_hidden
