@@ -65,9 +65,15 @@ if TYPE_CHECKING:  # what the names are, for type checkers and the API reference
         ImportanceResult,
         Marginal,
         Normalized,
+        Predictive,
+        Resampled,
+        importance_resample,
         importance_sampling,
         marginal,
         normalize,
+        predictive,
+        psis_khat,
+        to_arviz,
     )
     from genvi.training import fit
 
@@ -131,6 +137,12 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "importance_sampling": ("genvi.inference", "importance_sampling"),
     "marginal": ("genvi.inference", "marginal"),
     "normalize": ("genvi.inference", "normalize"),
+    "predictive": ("genvi.inference", "predictive"),
+    "Predictive": ("genvi.inference", "Predictive"),
+    "importance_resample": ("genvi.inference", "importance_resample"),
+    "Resampled": ("genvi.inference", "Resampled"),
+    "to_arviz": ("genvi.inference", "to_arviz"),
+    "psis_khat": ("genvi.inference", "psis_khat"),
     "fit": ("genvi.training", "fit"),
 }
 
@@ -205,6 +217,12 @@ __all__ = [
     "Marginal",
     "normalize",
     "Normalized",
+    "predictive",
+    "Predictive",
+    "importance_resample",
+    "Resampled",
+    "to_arviz",
+    "psis_khat",
     "GenviError",
     "AddressError",
     "ChoiceTypeError",
