@@ -78,6 +78,10 @@ def test_to_arviz_of_a_choice_map_and_its_errors():
     pred = gv.predictive(jax.random.key(1), model, guide, INDEX, EXACT, draws=10)
     idata = gv.to_arviz(pred.latents, posterior_predictive=pred.predictions)
     assert idata.posterior["theta"].shape == (1, 10)
+    res = gv.importance_resample(
+        jax.random.key(2), model, guide, INDEX, EXACT, OBS, draws=10, particles=100
+    )
+    assert gv.to_arviz(res, chains=2).posterior["theta"].shape == (2, 5)
     with pytest.raises(ValueError, match="does not split into chains=3"):
         gv.to_arviz(pred, chains=3)
     with pytest.raises(ValueError, match="leave posterior_predictive out"):
