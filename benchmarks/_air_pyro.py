@@ -45,12 +45,12 @@ a fixed zero buffer (not a parameter, so the LSTM has one bias, as in genvi, and
 does not move it twice). All float32.
 
 How the Pyro programs express "later steps are absent": every image runs all ``T`` steps,
-``z_pres_t ~ Bernoulli(p_t * z_pres_{t-1})`` (so a 0 stays 0), ``z_where_t`` and
+``z_pres_t ~ Bernoulli(p_t)`` while ``z_pres_{t-1} = 1`` and 0 after (so a 0 stays 0), ``z_where_t`` and
 ``z_what_t`` are sampled under ``.mask(z_pres_t)`` (an absent step adds 0 to either
 log density) and the canvas adds ``z_pres_t * window``. A trace then has the same log
-joint and guide density as in genvi, where absent steps do not run, up to torch clamping
-``Bernoulli(probs=0)``'s probability to float32's eps: an absent step's ``z_pres = 0``
-scores ``log(1 - 1.2e-7)`` instead of 0. All sites sit in ``pyro.plate("data", B)``;
+joint and guide density as in genvi, where absent steps do not run: the presence choices
+are Bernoulli by logit, and after an absent step the logit is ``-1e4`` (so ``z_pres = 0``
+scores exactly 0). All sites sit in ``pyro.plate("data", B)``;
 the likelihood is ``Normal(canvas, 0.3).to_event(1)`` over the 2500 pixels.
 
 Estimators (``estimator=``):
@@ -125,6 +125,20 @@ D = C * C
 LSTM_IN = D + Z_WHERE + Z_WHAT + 1
 SD_X = 0.3
 PRES_PRIOR = 0.5
+# genvi's AIR squashes the guide's presence logit to MAX_LOGIT * tanh(logit / MAX_LOGIT)
+# (None: not squashed); benchmarks/air.py sets both from the genvi configuration.
+MAX_LOGIT: float | None = None
+# The presence choices are Bernoulli by logit, as in genvi (torch clamps a probability to
+# [eps, 1 - eps] of float32, which would score a prior of 1e-13 as 1.2e-7). After an
+# absent step the logit is IMPOSSIBLE: z_pres = 0 scores log(1 - e^-1e4) = 0 exactly and 1
+# scores -1e4 (finite, so that enumeration's zero weight times it is 0, not NaN).
+IMPOSSIBLE = -1e4
+
+
+def _presence_logits(logit: torch.Tensor, prev_pres: torch.Tensor) -> torch.Tensor:
+    return torch.where(prev_pres > 0, logit, torch.full_like(logit, IMPOSSIBLE))
+
+
 WHERE_LOC, WHERE_SCALE = (3.0, 0.0, 0.0), (0.2, 1.0, 1.0)
 ESTIMATORS = ("reinforce", "reinforce_baseline", "enum", "iwae_reinforce", "iwae_renyi")
 
@@ -349,7 +363,11 @@ class PyroAIR:
             canvas = x.new_zeros(n, D)
             prev_pres = x.new_ones(n)
             for t in range(T):
-                z_pres = pyro.sample(f"z_pres_{t}", dist.Bernoulli(PRES_PRIOR * prev_pres))
+                prior_logit = torch.full_like(prev_pres, math.log(PRES_PRIOR / (1 - PRES_PRIOR)))
+                z_pres = pyro.sample(
+                    f"z_pres_{t}",
+                    dist.Bernoulli(logits=_presence_logits(prior_logit, prev_pres)),
+                )
                 mask = z_pres.bool()
                 z_where = pyro.sample(
                     f"z_where_{t}",
@@ -388,8 +406,14 @@ class PyroAIR:
                     infer = {"baseline": {"baseline_value": b}}
                 elif self.estimator == "enum":
                     infer = {"enumerate": "parallel"}
-                p = torch.sigmoid(out[..., 0]) * prev_pres
-                z_pres = pyro.sample(f"z_pres_{t}", dist.Bernoulli(p), infer=infer)
+                logit = out[..., 0]
+                if MAX_LOGIT is not None:
+                    logit = MAX_LOGIT * torch.tanh(logit / MAX_LOGIT)
+                z_pres = pyro.sample(
+                    f"z_pres_{t}",
+                    dist.Bernoulli(logits=_presence_logits(logit, prev_pres)),
+                    infer=infer,
+                )
                 mask = z_pres.bool()
                 z_where = pyro.sample(
                     f"z_where_{t}",

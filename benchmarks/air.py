@@ -159,6 +159,7 @@ def main(argv=None):
         import torch
 
         _air_pyro.PRES_PRIOR = cfg.pres_prior
+        _air_pyro.MAX_LOGIT = cfg.max_logit
         result["torch"] = torch.__version__
         result["same_densities"] = check_same(cfg, params, ds.test)
         for r in runners:
