@@ -262,9 +262,12 @@ def test_baseline_is_trained_toward_the_objective():
 
 
 def test_rws_objective_trains_model_and_guide():
-    params = TINY.init_params(jax.random.key(0))
-    x = jnp.zeros(TINY.canvas**2)
-    f = TINY.objective("enum", "rws")
+    # a presence prior of 0.5: with the default 1e-13 the self-normalized weights of an
+    # untrained guide sit on its particles without objects, and the encoder gets ~nothing
+    cfg = air.AIR(canvas=8, window=4, steps=3, z_what=2, hidden=4, mlp_hidden=4, pres_prior=0.5)
+    params = cfg.init_params(jax.random.key(0))
+    x = jax.random.uniform(jax.random.key(4), (cfg.canvas**2,))
+    f = cfg.objective("enum", "rws")
     v, g = jax.jit(jax.value_and_grad(f, argnums=1))(jax.random.key(3), params, x)
     assert np.isfinite(float(v))
     for part in ("decoder", "lstm", "encoder"):
