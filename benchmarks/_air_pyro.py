@@ -5,7 +5,7 @@ own example ``examples/air``, but with the architecture fixed below rather than 
 written as Pyro programs over torch modules whose weights come from a genvi parameter
 pytree, so the benchmark can time one training step of each system on the same network.
 
-Architecture (shared with genvi; the reference is ``/tmp/air_spec.md`` of the AIR task):
+Architecture (shared with genvi, ``genvi/models/air.py``):
 
 - Images are ``C x C = 50 x 50`` canvases flattened row-major to 2500 pixels; an object is
   a ``W x W = 16 x 16`` window (256 pixels). At most ``T = 3`` objects per image, drawn in
