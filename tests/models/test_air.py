@@ -214,7 +214,7 @@ def _size(params):
     )
 
 
-def _agree(a, b, what, k=5.0):
+def assert_agree(a, b, what, k=5.0):
     ma, mb = a.mean(0), b.mean(0)
     se = np.sqrt(a.var(0, ddof=1) / a.shape[0] + b.var(0, ddof=1) / b.shape[0])
     err = np.abs(ma - mb)
@@ -244,8 +244,8 @@ def test_estimators_agree_with_enum(enum_draws, estimator, objective):
     the presence choices (and reparameterized, hence random, in the rest)."""
     v_enum, g_enum = enum_draws[objective]
     v, g = _grad_draws(estimator, 4000, 2, objective)
-    _agree(v, v_enum, f"{estimator}/{objective} value")
-    _agree(g, g_enum, f"{estimator}/{objective} gradient")
+    assert_agree(v, v_enum, f"{estimator}/{objective} value")
+    assert_agree(g, g_enum, f"{estimator}/{objective} gradient")
 
 
 def test_baseline_is_trained_toward_the_objective():
@@ -343,9 +343,13 @@ def test_a_fresh_configuration_first_used_inside_jit_leaks_no_tracer():
     params = cfg.init_params(jax.random.key(0))
     x = jnp.zeros((2, 64))
     f = cfg.batch_objective("reinforce")
-    jax.jit(f)(jax.random.key(0), params, x)  # builds (and caches) the model under a trace
-    jax.jit(jax.grad(f, argnums=1))(jax.random.key(1), params, x)
-    cfg.model.simulate(jax.random.key(2), params["decoder"])  # and outside one
+    # builds (and caches) the model under a trace; an UnexpectedTracerError would follow
+    value = jax.jit(f)(jax.random.key(0), params, x)
+    grads = jax.jit(jax.grad(f, argnums=1))(jax.random.key(1), params, x)
+    tr = cfg.model.simulate(jax.random.key(2), params["decoder"])  # and outside one
+    assert np.isfinite(float(value))
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+    assert tr.choices["x"].shape == (64,)
 
 
 @pytest.mark.parametrize("where", [(2.0, 0.0, 0.0), (3.0, 0.6, -0.9), (2.5, -1.0, 0.5)])
