@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import Jaxpr, Literal, subjaxprs
 
+from genvi.combinators._switch import _is_batched
 from genvi.core._errors import StrategyError
 from genvi.distributions._primitive import sample_p
 from genvi.distributions._strategies import ScoreAccumulator, SiteCall
@@ -124,13 +125,6 @@ def eval_eqn(eqn, ins: list[Dual]) -> list[Dual]:
 # therefore evaluated here as what JAX would make of it, without the ``stop_gradient``:
 # every branch in forward mode, then ``select_n`` on the index. Nothing is registered with
 # JAX: code outside genvi behaves exactly as without it.
-
-
-def _is_batched(x) -> bool:
-    """Whether ``x`` is batched by a ``jax.vmap`` being traced (a batching tracer)."""
-    from jax._src.interpreters import batching as _batching
-
-    return isinstance(x, _batching.BatchTracer) and x.batch_dim is not _batching.not_mapped
 
 
 def _select(index, n: int, cases: list):
