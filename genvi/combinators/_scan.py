@@ -7,6 +7,7 @@ import numbers
 import jax
 import jax.numpy as jnp
 
+from genvi.combinators._steps import run_steps
 from genvi.core._choicemap import choice_map, format_address
 from genvi.core._errors import ChoiceTypeError, ModelingError
 from genvi.core._genfn import GenerativeFunction
@@ -19,6 +20,12 @@ class ScanGF(GenerativeFunction):
     ``jax.lax.scan``. Called as ``(carry0, xs)``; returns ``(carry_final, ys)``. Each
     address of ``gf`` gains a leading time axis of size ``length``; the score is the sum
     over steps. The body is traced once: the staged program does not grow with ``length``.
+
+    The work of a step that does not depend on the carry (its keys, draws from per-step
+    parameters, densities of given choices) runs for all steps at once, before the loop;
+    when no part of the next carry depends on the previous one (``assess`` of a chain
+    whose choices are all given, a mean-field guide), no sequential pass is left at all.
+    See :func:`genvi.combinators._steps.run_steps`.
     """
 
     def __init__(self, gf: GenerativeFunction, length: int | None = None):
@@ -71,7 +78,7 @@ class ScanGF(GenerativeFunction):
             c2, y = self._split_ret(tr.retval, self.name)
             return c2, (tr.choices, tr.score, y)
 
-        c, (choices, scores, ys) = jax.lax.scan(body, carry, (keys, xs), length=n)
+        c, (choices, scores, ys) = run_steps(body, carry, (keys, xs), n)
         return Trace(choices.with_origins(seen), jnp.sum(scores), (c, ys), (carry, xs))
 
     def _check(self, cm, n):
@@ -95,7 +102,7 @@ class ScanGF(GenerativeFunction):
             c2, y = self._split_ret(ret, self.name)
             return c2, (logp, y)
 
-        c, (logps, ys) = jax.lax.scan(body, carry, (cm, xs), length=n)
+        c, (logps, ys) = run_steps(body, carry, (cm, xs), n)
         return jnp.sum(logps), (c, ys)
 
     @property
@@ -117,7 +124,7 @@ class ScanGF(GenerativeFunction):
             return c2, (logp, y)
 
         keys = jax.random.split(key, n)
-        c, (logps, ys) = jax.lax.scan(body, carry, (keys, cm, xs), length=n)
+        c, (logps, ys) = run_steps(body, carry, (keys, cm, xs), n)
         return jnp.sum(logps), (c, ys)
 
     def importance(self, key, constraints, carry, xs=None):
@@ -136,7 +143,7 @@ class ScanGF(GenerativeFunction):
             c2, y = self._split_ret(tr.retval, self.name)
             return c2, (tr.choices, tr.score, w, y)
 
-        c, (choices, scores, ws, ys) = jax.lax.scan(body, carry, (keys, cm, xs), length=n)
+        c, (choices, scores, ws, ys) = run_steps(body, carry, (keys, cm, xs), n)
         trace = Trace(choices.with_origins(seen), jnp.sum(scores), (c, ys), (carry, xs))
         return trace, jnp.sum(ws)
 
