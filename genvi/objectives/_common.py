@@ -153,9 +153,23 @@ def log_weight(key, model, guide, model_args, guide_args, observations):
         >>> lw.shape
         ()
     """
-    k1, k2 = jax.random.split(key)
-    tr = guide.simulate(k1, *guide_args)
-    return log_joint(k2, model, tr.choices, observations, model_args) - tr.score
+    tr = guide.simulate(key, *guide_args)
+    return log_joint(model_key(key), model, tr.choices, observations, model_args) - tr.score
+
+
+#: Folded into a weight's key to make the model's: at least 2^31, so it is no address's
+#: hash (those are below 2^31) and no index of a split, and the model's randomness never
+#: meets the guide's.
+_MODEL_STREAM = 0x80000001
+
+
+def model_key(key):
+    """The key a log weight hands the model when the guide was run with ``key``:
+    ``key`` folded with a constant no address hash takes, so the model's randomness (a
+    marginal's particles) is independent of the guide's. A model with an exact density
+    never uses it, and the compiled program then never computes it (no PRNG call per
+    particle)."""
+    return jax.random.fold_in(key, _MODEL_STREAM)
 
 
 def check_particles(particles: int, name: str, minimum: int = 1) -> int:
