@@ -66,6 +66,33 @@ class GenerativeFunction:
         """
         return self.assess(choices, *args, **kwargs)
 
+    def with_strategies(self, strategies) -> GenerativeFunction:
+        """This generative function with the gradient strategies of some choices set
+        from outside, by address; the original is unchanged.
+
+        ``strategies`` maps addresses (relative to this function: ``"z"``, a nested
+        ``("layer", "b")``, a choice in a ``gv.vmap``/``gv.scan`` body as ``("chain",
+        "z")``; an address of a call covers every choice under it) to ``gv.REPARAM``,
+        ``gv.REINFORCE``, ``gv.ENUM`` or ``gv.MVD``. An address that reaches no choice
+        raises :class:`~genvi.AddressError`, and a strategy that cannot apply there
+        :class:`~genvi.StrategyError`, when the function is first run (traced). See
+        :mod:`genvi.distributions._overrides` for the rules.
+
+        Examples:
+            >>> @gv.gen
+            ... def guide(p):
+            ...     gv.flip(p) @ "b"
+            >>> enumerated = guide.with_strategies({"b": gv.ENUM})
+            >>> @gv.expectation
+            ... def value(key, p):
+            ...     return 1.0 * enumerated.simulate(key, p).choices["b"]
+            >>> float(value.grad_estimate(jax.random.key(0), 0.3))   # d/dp E[b] = 1, exactly
+            1.0
+        """
+        from genvi.distributions._overrides import WithStrategies
+
+        return WithStrategies(self, strategies)
+
     def __call__(self, *args, **kwargs) -> GenCall:
         return GenCall(self, args, kwargs)
 

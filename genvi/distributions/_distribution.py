@@ -17,6 +17,7 @@ from genvi.core._errors import AddressError, ChoiceTypeError, ModelingError
 from genvi.core._genfn import GenerativeFunction
 from genvi.core._keys import check_key
 from genvi.core._trace import Trace
+from genvi.distributions import _overrides
 from genvi.distributions import _strategies as S
 from genvi.distributions._family import BaseSite, Family, describe_args, family_from_numpyro
 from genvi.distributions._primitive import sample_bind
@@ -113,14 +114,9 @@ class Distribution(GenerativeFunction):
             args = self._args(args, kwargs)
             self._validate(args)
             site, flat = self._site(args)
-            value = sample_bind(
-                key,
-                flat,
-                self.operands,
-                site=site,
-                strategy=self.strategy,
-                addr=handlers.current_address(),
-            )
+            addr = handlers.current_address()
+            strategy, operands = _overrides.resolve(self.family, self.strategy, self.operands, addr)
+            value = sample_bind(key, flat, operands, site=site, strategy=strategy, addr=addr)
             return Trace(ChoiceMap.leaf(value), site.logpdf(value, flat), value, args)
 
     def assess(self, choices, *args, **kwargs):

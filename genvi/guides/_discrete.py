@@ -24,6 +24,7 @@ import numpy as np
 from genvi.core._choicemap import format_address, normalize_address
 from genvi.core._errors import AddressError, StrategyError
 from genvi.distributions import _library as lib
+from genvi.distributions import _overrides
 from genvi.distributions._distribution import Distribution
 from genvi.distributions._family import BaseSite
 from genvi.distributions._primitive import sample_bind
@@ -42,9 +43,8 @@ def draw(dist: Distribution, key, args: tuple, addr):
     ``addr`` (the address ADEV's messages name): ``(value, log density)``."""
     flat, tree = jax.tree_util.tree_flatten(args)
     site = BaseSite(dist.family, tree)
-    value = sample_bind(
-        key, tuple(flat), dist.operands, site=site, strategy=dist.strategy, addr=addr
-    )
+    strategy, operands = _overrides.resolve(dist.family, dist.strategy, dist.operands, addr)
+    value = sample_bind(key, tuple(flat), operands, site=site, strategy=strategy, addr=addr)
     return value, site.logpdf(value, tuple(flat))
 
 
