@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # what the names are, for type checkers and the API reference
     from genvi import data, guides, objectives, plot
     from genvi._config import validate, validation_enabled
-    from genvi.adev import Expectation, RawRandomnessWarning, expectation
+    from genvi.adev import (
+        Expectation,
+        Measurement,
+        RawRandomnessWarning,
+        Selection,
+        expectation,
+        select_strategies,
+    )
     from genvi.combinators import cond, scan, switch, vmap
     from genvi.core import (
         AddressError,
@@ -88,6 +95,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Expectation": ("genvi.adev", "Expectation"),
     "RawRandomnessWarning": ("genvi.adev", "RawRandomnessWarning"),
     "expectation": ("genvi.adev", "expectation"),
+    "select_strategies": ("genvi.adev", "select_strategies"),
+    "Selection": ("genvi.adev", "Selection"),
+    "Measurement": ("genvi.adev", "Measurement"),
     "cond": ("genvi.combinators", "cond"),
     "scan": ("genvi.combinators", "scan"),
     "switch": ("genvi.combinators", "switch"),
@@ -177,6 +187,9 @@ __all__ = [
     "switch",
     "expectation",
     "Expectation",
+    "select_strategies",
+    "Selection",
+    "Measurement",
     "objectives",
     "guides",
     "Distribution",

@@ -42,6 +42,9 @@ class _Assignment:
     table: dict[Address, S.Strategy]
     owner: str
     seen: set[Address] = field(default_factory=set)
+    #: when not None, every choice under ``prefix`` is listed here as it is bound:
+    #: ``(relative address, family, strategy it runs with, strategy of the program)``
+    record: list | None = None
 
 
 _ACTIVE: contextvars.ContextVar[tuple[_Assignment, ...]] = contextvars.ContextVar(
@@ -66,7 +69,8 @@ def resolve(family, strategy: S.Strategy, operands: tuple, addr: Address):
     """The strategy and operands a choice of ``family`` at ``addr`` runs with: the
     outermost active assignment that reaches it, else its own."""
     chosen = None
-    for assignment in _ACTIVE.get():  # outermost first: the outer caller overrides
+    active = _ACTIVE.get()
+    for assignment in active:  # outermost first: the outer caller overrides
         entry = _lookup(assignment, addr)
         if entry is None:
             continue
@@ -84,8 +88,47 @@ def resolve(family, strategy: S.Strategy, operands: tuple, addr: Address):
                 f"{family.name} choice at {format_address(addr)} (assigned by the entry "
                 f"{format_address(entry) if entry else '()'}): {e}"
             ) from None
-        return new, ()
-    return strategy, operands
+        result = (new, ())
+    else:
+        result = (strategy, operands)
+    for assignment in active:
+        p = assignment.prefix
+        if assignment.record is not None and addr[: len(p)] == p:
+            assignment.record.append((addr[len(p) :], family, result[0], strategy))
+    return result
+
+
+class Recording(GenerativeFunction):
+    """``gf`` unchanged, listing the choices it binds while it runs (in ``.sites``:
+    ``(relative address, family, strategy, strategy written in the program)``): how
+    :func:`genvi.select_strategies` finds the choices of a guide inside an objective."""
+
+    def __init__(self, gf: GenerativeFunction):
+        self.gf = gf
+        self.name = gf.name
+        self.single_choice = gf.single_choice
+        self.has_estimated_density = gf.has_estimated_density
+        self.sites: list = []
+
+    def _run(self, method, *args, **kwargs):
+        assignment = _Assignment(handlers.current_address(), {}, self.gf.name, record=self.sites)
+        token = _ACTIVE.set(_ACTIVE.get() + (assignment,))
+        try:
+            return getattr(self.gf, method)(*args, **kwargs)
+        finally:
+            _ACTIVE.reset(token)
+
+    def simulate(self, key, *args, **kwargs):
+        return self._run("simulate", key, *args, **kwargs)
+
+    def importance(self, key, constraints, *args, **kwargs):
+        return self._run("importance", key, constraints, *args, **kwargs)
+
+    def assess(self, choices, *args, **kwargs):
+        return self._run("assess", choices, *args, **kwargs)
+
+    def estimate_logpdf(self, key, choices, *args, **kwargs):
+        return self._run("estimate_logpdf", key, choices, *args, **kwargs)
 
 
 def _check_table(strategies, owner: str) -> dict[Address, S.Strategy]:
@@ -181,4 +224,4 @@ class WithStrategies(GenerativeFunction):
         return self._run("estimate_logpdf", lambda _: addrs, key, choices, *args, **kwargs)
 
 
-__all__ = ["WithStrategies", "resolve"]
+__all__ = ["WithStrategies", "Recording", "resolve"]
