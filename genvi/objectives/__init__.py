@@ -28,6 +28,7 @@ from genvi.objectives._common import (
     log_weights,
     logmeanexp,
     loo_baselines,
+    model_key,
     score_term,
 )
 from genvi.objectives._cubo import cubo
@@ -35,11 +36,15 @@ from genvi.objectives._elbo import elbo, iwae
 from genvi.objectives._hierarchical import diwhvi, hvi, iwhvi
 from genvi.objectives._renyi import renyi
 from genvi.objectives._rws import RWS, rws
+from genvi.objectives._tighter import ciwae, miwae, piwae
 from genvi.objectives._vimco import vimco
 
 __all__ = [
     "elbo",
     "iwae",
+    "miwae",
+    "ciwae",
+    "piwae",
     "renyi",
     "vimco",
     "cubo",
@@ -51,6 +56,7 @@ __all__ = [
     "log_joint",
     "log_weight",
     "log_weights",
+    "model_key",
     "logmeanexp",
     "score_term",
     "loo_baselines",

@@ -168,7 +168,14 @@ def model_key(key):
     ``key`` folded with a constant no address hash takes, so the model's randomness (a
     marginal's particles) is independent of the guide's. A model with an exact density
     never uses it, and the compiled program then never computes it (no PRNG call per
-    particle)."""
+    particle).
+
+    Examples:
+        >>> key = jax.random.key(0)
+        >>> k_model = gv.objectives.model_key(key)   # what log_weight(key, ...) gives the model
+        >>> bool((jax.random.key_data(k_model) != jax.random.key_data(key)).any())
+        True
+    """
     return jax.random.fold_in(key, _MODEL_STREAM)
 
 
