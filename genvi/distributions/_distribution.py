@@ -64,6 +64,12 @@ class Distribution(GenerativeFunction):
         return self.with_strategy(S.ENUM)
 
     @property
+    def rloo(self) -> Distribution:
+        """This family with :data:`genvi.RLOO` (REINFORCE with a leave-one-out baseline
+        over 4 draws; ``with_strategy(gv.LeaveOneOut(K))`` for another ``K``)."""
+        return self.with_strategy(S.RLOO)
+
+    @property
     def mvd(self) -> Distribution:
         """Measure-valued derivatives."""
         return self.with_strategy(S.MVD)
