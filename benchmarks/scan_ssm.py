@@ -29,8 +29,10 @@ expectations of quadratics, and for ``sv`` the lognormal mean
 ``E[exp(-h_t)] = exp(-m_t + s_t^2 / 2)``). For each runner the mean of ``--check-keys``
 one-sample ELBO estimates must lie within 4 standard errors of it, and the mean of the
 reparameterized gradients within ``k`` standard errors of ``jax.grad`` of the closed form
-in every coordinate (``k`` Bonferroni-corrected for the number of coordinates, at a
-family-wise level of 1e-3, at least 4). A runner that fails raises: no numbers are
+in every checked coordinate: the model's parameters, and the guide's ``m`` and ``log s``
+summed over at most 32 blocks of consecutive steps (single steps at small ``T``; see
+:func:`checked_coordinates` for why), ``k`` Bonferroni-corrected over them at a
+family-wise level of 1e-3, at least 4. A runner that fails raises: no numbers are
 reported for a runner that computes something else.
 
 Timing: the runners are interleaved round-robin over ``--rounds`` rounds (the order
@@ -305,24 +307,45 @@ def make_numpyro(ssm: SSM, params0, y):
 
 
 # ---------------------------------------------------------------- checks
-def flat(tree):
-    return jnp.concatenate([jnp.ravel(a) for a in jax.tree.leaves(tree)])
-
-
 class CheckFailed(AssertionError):
     """A runner's estimates disagree with the closed form."""
 
 
+BLOCKS = 32  # the guide's gradient is checked on at most this many block sums per vector
+
+
+def checked_coordinates(grad):
+    """The coordinates the gradient check tests: the model's parameters one by one, and
+    each guide vector (``m``, ``log s``) summed over consecutive blocks of
+    ``ceil(T / BLOCKS)`` steps. Per-step coordinates such as ``d/d log s_t`` are skewed
+    (products of Gaussians: ``s_t eps_t`` times a term linear in ``eps_t``), and the
+    t-statistic of a skewed mean over a few hundred keys has tails far heavier than the
+    normal's, which a Bonferroni threshold over thousands of coordinates assumes; a sum
+    over a block of steps is close to Gaussian. At small ``T`` (the smoke test's) the
+    blocks are single steps, so a bias at one step is still caught there."""
+    parts = [jnp.stack([jnp.asarray(v) for v in jax.tree.leaves(grad["model"])], -1)]
+    for v in jax.tree.leaves(grad["guide"]):
+        T = v.shape[-1]
+        b = -(-T // BLOCKS)
+        pad = jnp.zeros(v.shape[:-1] + (-T % b,), v.dtype)
+        v = jnp.concatenate([v, pad], -1)
+        parts.append(v.reshape(v.shape[:-1] + (-1, b)).sum(-1))
+    return jnp.concatenate(parts, -1)
+
+
 def check_runner(name, vg, ssm, params, y, keys, value_k=4.0, family_level=1e-3):
-    """Mean ELBO estimate within ``value_k`` SE of the closed form, mean gradient within
-    ``k`` SE of its gradient in every coordinate (Bonferroni over the coordinates at
-    ``family_level``, ``k >= 4``). Returns the statistics; raises :class:`CheckFailed`."""
+    """The mean of the runner's ELBO estimates over ``keys`` within ``value_k`` standard
+    errors of the closed form, and the mean gradient within ``k`` standard errors of the
+    closed form's gradient in every checked coordinate (:func:`checked_coordinates`;
+    ``k`` Bonferroni-corrected over them at ``family_level``, at least 4). Returns the
+    statistics; raises :class:`CheckFailed` otherwise."""
     vs, gs = jax.jit(jax.vmap(vg, in_axes=(None, 0, None)))(params, keys, y)
     vs = np.asarray(vs, np.float64)
     n = len(vs)
     exact_v = float(exact_elbo(ssm, params, y))
-    exact_g = np.asarray(flat(jax.grad(lambda p: exact_elbo(ssm, p, y))(params)), np.float64)
-    g = np.asarray(jax.vmap(flat)(gs), np.float64)
+    exact_grad = jax.grad(lambda p: exact_elbo(ssm, p, y))(params)
+    exact_g = np.asarray(checked_coordinates(exact_grad), np.float64)
+    g = np.asarray(checked_coordinates(gs), np.float64)
     v_se = vs.std(ddof=1) / math.sqrt(n)
     v_z = abs(vs.mean() - exact_v) / v_se
     g_se = g.std(0, ddof=1) / math.sqrt(n)
@@ -337,6 +360,7 @@ def check_runner(name, vg, ssm, params, y, keys, value_k=4.0, family_level=1e-3)
         "elbo_dev_over_se": float(v_z),
         "grad_max_dev_over_se": float(g_z.max()),
         "grad_threshold_se": k,
+        "grad_coordinates_checked": int(g.shape[1]),
         "keys": n,
     }
     if not (np.isfinite(v_z) and v_z < value_k and np.all(np.isfinite(g_z)) and g_z.max() < k):
