@@ -6,6 +6,7 @@ probability and ``bernoulli(logits)`` and ``categorical(logits)`` take logits.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as nd
@@ -21,6 +22,21 @@ def _two(_=None):
 
 def _categorical_support(logits):
     return jnp.arange(jnp.shape(logits)[-1], dtype=jnp.int32)
+
+
+def _categorical_sample(key, d):
+    """A categorical draw by inverting the CDF: one uniform per choice, where numpyro's
+    Gumbel-max draws one per category (``K`` times the random bits, plus two logarithms
+    each). The law is the same: with ``c`` the cumulative probabilities and
+    ``u ~ U[0, c_K)``, the draw is ``#{k : c_k <= u}``, which is ``k`` with probability
+    ``c_k - c_{k-1} = p_k`` (a category of probability 0 is never drawn). Both samplers
+    resolve probabilities to float precision."""
+    logits = d.logits
+    p = jax.nn.softmax(logits, axis=-1)
+    c = jnp.cumsum(p, axis=-1)
+    u = jax.random.uniform(key, jnp.shape(logits)[:-1], dtype=c.dtype) * c[..., -1]
+    k = jnp.sum(c <= u[..., None], axis=-1)
+    return jnp.minimum(k, jnp.shape(logits)[-1] - 1).astype(jnp.int32)
 
 
 def _binomial_support(total_count, probs):
@@ -127,6 +143,7 @@ categorical = Distribution(
         enum_support=_categorical_support,
         mvd="categorical",
         params=("logits",),
+        sampler=_categorical_sample,
     )
 )
 """Categorical on {0, ..., K-1} parameterized by logits (last axis K).
