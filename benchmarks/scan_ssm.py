@@ -38,7 +38,7 @@ reported for a runner that computes something else.
 Timing: the runners are interleaved round-robin over ``--rounds`` rounds (the order
 rotates every round), each round timing ``--steps`` steps after a warm-up; the table gives
 median step times as ratios to ``hand_scan`` and ``hand_vec``, and first-call (compile +
-first step) times. On a shared machine absolute times are noise; the ratios are the figure.
+first step) times (for NumPyro the first ``svi.update``; ``svi.init`` is left out). On a shared machine absolute times are noise; the ratios are the figure.
 
     python benchmarks/scan_ssm.py [--T 100 1000 10000] [--models lgssm sv] [--rounds 5]
         [--steps 20] [--check-keys 200] [--no-numpyro] [--quick] [--json out.json]
@@ -518,6 +518,7 @@ def main(argv=None):
         "rounds": args.rounds,
         "steps": args.steps,
         "numpyro_guide": "numpyro.contrib.control_flow.scan over (m_t, log s_t)",
+        "first_call": "compile + first step; NumPyro: the first jitted svi.update (not svi.init)",
         "results": results,
     }
     print(table(results))
