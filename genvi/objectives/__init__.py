@@ -33,6 +33,7 @@ from genvi.objectives._common import (
 )
 from genvi.objectives._cubo import cubo
 from genvi.objectives._elbo import elbo, iwae
+from genvi.objectives._fivo import fivo
 from genvi.objectives._hierarchical import diwhvi, hvi, iwhvi
 from genvi.objectives._renyi import renyi
 from genvi.objectives._rws import RWS, rws
@@ -45,6 +46,7 @@ __all__ = [
     "miwae",
     "ciwae",
     "piwae",
+    "fivo",
     "renyi",
     "vimco",
     "cubo",
