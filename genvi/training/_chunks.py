@@ -27,8 +27,11 @@ from genvi.training._kernel import guard, make_step
 NO_LIMIT = 2**31 - 1  # max_skips when there is no limit
 
 
-def chunk_runner(step_fn, chunk: int, batching: Batching | None, on_nonfinite: str):
-    """The uncompiled chunk program (see the module docstring)."""
+def chunk_runner(
+    step_fn, chunk: int, batching: Batching | None, on_nonfinite: str, batch_sharding=None
+):
+    """The uncompiled chunk program (see the module docstring). With ``batch_sharding``
+    (data-parallel training), each step's minibatch is constrained to it."""
     shuffle = batching is not None and batching.shuffle
     bt = batching if batching is not None else Batching(1, 1, False)
 
@@ -49,6 +52,8 @@ def chunk_runner(step_fn, chunk: int, batching: Batching | None, on_nonfinite: s
                 batch = take(data, batch_indices(data_key, state.step, bt, perm))
             else:
                 batch = data
+            if batch_sharding is not None:
+                batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
             new, info = step_fn(state, batch)
             return (guard(state, new, info, on_nonfinite), perm), info
 
@@ -87,11 +92,23 @@ def _signature(tree):
     )
 
 
-def compiled_chunk(objective, optimizer, maximize, chunk, batching, on_nonfinite, args):
+def compiled_chunk(
+    objective, optimizer, maximize, chunk, batching, on_nonfinite, args, shardings=None
+):
     """The compiled chunk program, from a small cache: calling ``fit`` again with the same
     objective and optimizer objects and the same shapes (to continue training, or in a
-    loop over settings that do not change the program) does not compile again."""
-    key = (objective, optimizer, maximize, chunk, batching, on_nonfinite, _signature(args))
+    loop over settings that do not change the program) does not compile again.
+    ``shardings``: ``(replicated, data, batch)`` shardings for data-parallel training."""
+    key = (
+        objective,
+        optimizer,
+        maximize,
+        chunk,
+        batching,
+        on_nonfinite,
+        _signature(args),
+        shardings,
+    )
     try:
         hit = _COMPILED.get(key)
     except TypeError:  # an unhashable objective or optimizer: no caching
@@ -100,7 +117,15 @@ def compiled_chunk(objective, optimizer, maximize, chunk, batching, on_nonfinite
         _COMPILED.move_to_end(key)
         return hit
     step_fn = make_step(objective, optimizer, maximize=maximize, has_data=args[2] is not None)
-    runner = jax.jit(chunk_runner(step_fn, chunk, batching, on_nonfinite))
+    if shardings is None:
+        runner = jax.jit(chunk_runner(step_fn, chunk, batching, on_nonfinite))
+    else:
+        rep, data_sh, batch_sh = shardings
+        runner = jax.jit(
+            chunk_runner(step_fn, chunk, batching, on_nonfinite, batch_sh),
+            in_shardings=(rep, rep, data_sh, rep, rep, rep),
+            out_shardings=rep,
+        )
     scalar = jnp.int32(0)
     compiled = runner.lower(*args, scalar, scalar, scalar).compile()
     if key is not None:

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 import optax
 
-from genvi.training import _interrupt
+from genvi.training import _interrupt, _mesh
 from genvi.training._batches import Batching, fingerprint, prepare_data
 from genvi.training._checkpoint import (
     CheckpointError,
@@ -188,6 +188,7 @@ def fit(
     metadata: dict | None = None,
     on_nonfinite: str = "stop",
     max_consecutive_skips: int | None = 100,
+    mesh=None,
 ) -> FitResult:
     """Train ``params`` by stochastic gradient ascent on ``objective`` (descent with
     ``maximize=False``) with an optax ``optimizer`` (default ``optax.adam(1e-3)``).
@@ -244,6 +245,15 @@ def fit(
         max_consecutive_skips: with ``on_nonfinite="skip"``, stop
             (``stopped_reason="nonfinite"``) once this many steps in a row were skipped,
             keeping the last good parameters; None: never stop for that.
+        mesh: data-parallel training over devices: a ``jax.sharding.Mesh`` (its axis
+            ``"data"``, or its only axis, splits the minibatch) or a device count (the
+            first ``n`` of ``jax.devices()``). Each step's minibatch is sharded over the
+            data axis, the parameters and optimizer state are replicated, and XLA
+            partitions the step (see :mod:`genvi.training._mesh`); everything else is as
+            on one device, and the parameters agree with a one-device run up to the
+            reassociation of sums. The minibatch must divide evenly over the data axis
+            (a ``ValueError`` names both sizes otherwise). On a CPU,
+            ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` makes ``N`` devices.
 
     A Ctrl-C stops the run after the chunk in progress (or right after compilation),
     keeps the state and writes the checkpoint (``stopped_reason="interrupted"``); a
@@ -298,6 +308,21 @@ def fit(
         state = ckpt.state
         data_key = ckpt.data_key if ckpt.data_key is not None else data_key
         history = ckpt.history if ckpt.history is not None else history
+    shardings = None
+    if mesh is not None:
+        if data is None or batching is None:
+            raise ValueError(
+                "fit: mesh= shards each step's minibatch over devices; give data= (and "
+                "batch_size=) to train data-parallel"
+            )
+        the_mesh, axis = _mesh.resolve_mesh(mesh)
+        _mesh.check_batch(batching.batch_size if batching.shuffle else batching.n, the_mesh, axis)
+        rep = _mesh.replicated(the_mesh)
+        data_sh = _mesh.data_sharding(data, the_mesh, axis)
+        shardings = (rep, data_sh, _mesh.sharded(the_mesh, axis))
+        state = jax.device_put(state, rep)
+        data_key = jax.device_put(data_key, rep)
+        data = jax.device_put(data, data_sh)
     show = interactive() if progress is None else bool(progress)
     loop = Loop(
         state, data_key, data, history, steps, int(chunk), checkpoint, checkpoint_every, info
@@ -314,6 +339,7 @@ def fit(
                     batching,
                     on_nonfinite,
                     (state, data_key, data),
+                    shardings,
                 )
         compile_time = time.perf_counter() - t0
         guard.graceful = True  # from here on a Ctrl-C can be honoured by a clean stop
