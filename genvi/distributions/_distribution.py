@@ -122,6 +122,7 @@ class Distribution(GenerativeFunction):
             site, flat = self._site(args)
             addr = handlers.current_address()
             strategy, operands = _overrides.resolve(self.family, self.strategy, self.operands, addr)
+            _overrides.note_site(addr, site, flat)
             value = sample_bind(key, flat, operands, site=site, strategy=strategy, addr=addr)
             return Trace(ChoiceMap.leaf(value), site.logpdf(value, flat), value, args)
 

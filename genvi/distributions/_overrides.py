@@ -45,6 +45,8 @@ class _Assignment:
     #: when not None, every choice under ``prefix`` is listed here as it is bound:
     #: ``(relative address, family, strategy it runs with, strategy of the program)``
     record: list | None = None
+    #: when not None, ``(relative address, site, flat parameters)`` of every choice
+    sites: list | None = None
 
 
 _ACTIVE: contextvars.ContextVar[tuple[_Assignment, ...]] = contextvars.ContextVar(
@@ -98,6 +100,15 @@ def resolve(family, strategy: S.Strategy, operands: tuple, addr: Address):
     return result
 
 
+def note_site(addr: Address, site, flat) -> None:
+    """Record a choice's site and parameters for the active recordings that ask for them
+    (how :func:`genvi.sum_out` finds the supports of the choices it sums out)."""
+    for assignment in _ACTIVE.get():
+        p = assignment.prefix
+        if assignment.sites is not None and addr[: len(p)] == p:
+            assignment.sites.append((addr[len(p) :], site, flat))
+
+
 class Recording(GenerativeFunction):
     """``gf`` unchanged, listing the choices it binds while it runs (in ``.sites``:
     ``(relative address, family, strategy, strategy written in the program)``): how
@@ -109,9 +120,18 @@ class Recording(GenerativeFunction):
         self.single_choice = gf.single_choice
         self.has_estimated_density = gf.has_estimated_density
         self.sites: list = []
+        #: set ``keep_sites`` to also list ``(address, site, flat parameters)`` here
+        self.keep_sites = False
+        self.site_params: list = []
 
     def _run(self, method, *args, **kwargs):
-        assignment = _Assignment(handlers.current_address(), {}, self.gf.name, record=self.sites)
+        assignment = _Assignment(
+            handlers.current_address(),
+            {},
+            self.gf.name,
+            record=self.sites,
+            sites=self.site_params if self.keep_sites else None,
+        )
         token = _ACTIVE.set(_ACTIVE.get() + (assignment,))
         try:
             return getattr(self.gf, method)(*args, **kwargs)
