@@ -31,6 +31,7 @@ import itertools
 import json
 import statistics
 import time
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -132,22 +133,34 @@ def make_numpyro(p0, lr):
     k = int(p0["mu"].shape[0])
 
     def model(ys):
-        a = numpyro.param("a", p0["a"])
-        mu = numpyro.param("mu", p0["mu"])
-        log_sigma = numpyro.param("log_sigma", p0["log_sigma"])
+        a = cast(jax.Array, numpyro.param("a", p0["a"]))
+        mu = cast(jax.Array, numpyro.param("mu", p0["mu"]))
+        log_sigma = cast(jax.Array, numpyro.param("log_sigma", p0["log_sigma"]))
         log_a = jax.nn.log_softmax(a, -1)
         sd = jnp.exp(log_sigma)
 
         def step(z_prev, y):
-            z = numpyro.sample(
-                "z", nd.Categorical(logits=log_a[z_prev]), infer={"enumerate": "parallel"}
+            z = cast(
+                jax.Array,
+                numpyro.sample(
+                    "z",
+                    nd.Categorical(logits=log_a[z_prev]),  # pyright: ignore[reportArgumentType]
+                    infer={"enumerate": "parallel"},
+                ),
             )
             numpyro.sample("y", nd.Normal(mu[z], sd), obs=y)
             return z, None
 
         # z_1 outside the scan (from the start row), the rest in it: numpyro's scan
         # enumeration gave a wrong log p(y) with the start state as the initial carry
-        z1 = numpyro.sample("z1", nd.Categorical(logits=log_a[k]), infer={"enumerate": "parallel"})
+        z1 = cast(
+            jax.Array,
+            numpyro.sample(
+                "z1",
+                nd.Categorical(logits=log_a[k]),  # pyright: ignore[reportArgumentType]
+                infer={"enumerate": "parallel"},
+            ),
+        )
         numpyro.sample("y1", nd.Normal(mu[z1], sd), obs=ys[0])
         scan(step, z1, ys[1:])
 
@@ -284,7 +297,7 @@ def bench(k, t, rounds, steps, numpyro, lr=1e-2):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--K", type=int, default=3)
     ap.add_argument("--T", type=int, nargs="+", default=[100, 1000])
     ap.add_argument("--rounds", type=int, default=10)
