@@ -45,6 +45,7 @@ from genvi.core import _handlers as handlers
 from genvi.core._choicemap import Address, ChoiceMap, choice_map, format_address, normalize_address
 from genvi.core._errors import AddressError, ModelingError
 from genvi.core._genfn import GenerativeFunction, StaticGenerativeFunction
+from genvi.core._particles import particle_keys
 from genvi.core._trace import Trace
 
 
@@ -183,7 +184,7 @@ class Marginal(GenerativeFunction):
         return logp - ptr.score, ret
 
     def _fresh_many(self, key, kept, args, n):
-        keys = jax.random.split(key, n)
+        keys = particle_keys(key, n)
         return jax.vmap(lambda k: self._fresh(k, kept, args))(keys)
 
     # ----- the generative function interface -----

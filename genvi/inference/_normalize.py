@@ -33,6 +33,7 @@ from jax.scipy.special import logsumexp
 from genvi.core._choicemap import choice_map
 from genvi.core._errors import ModelingError
 from genvi.core._genfn import GenerativeFunction
+from genvi.core._particles import particle_keys
 from genvi.core._trace import Trace
 from genvi.distributions._distribution import Distribution
 from genvi.distributions._library import categorical
@@ -95,7 +96,7 @@ class Normalized(GenerativeFunction):
             logp, logw, ret = self._one(k2, tr.choices, model_args, proposal_args, tr.score)
             return tr.choices, logp, logw, ret
 
-        return jax.vmap(one)(jax.random.split(key, n))
+        return jax.vmap(one)(particle_keys(key, n))
 
     def simulate(self, key, model_args=(), proposal_args=()) -> Trace:
         """One SIR draw ``z_j``; score ``log γ(z_j) - log Ẑ`` (``exp(-score)`` is unbiased

@@ -20,6 +20,7 @@ Every objective here is written with the public language alone: generative funct
 :func:`logmeanexp`, :func:`score_term`, ...). A new objective is written the same way.
 """
 
+from genvi.core._particles import particle_keys
 from genvi.objectives._common import (
     check_particles,
     check_reparam,
@@ -58,6 +59,7 @@ __all__ = [
     "log_joint",
     "log_weight",
     "log_weights",
+    "particle_keys",
     "model_key",
     "logmeanexp",
     "score_term",

@@ -31,6 +31,7 @@ from jax.extend.core import subjaxprs
 
 from genvi.core._choicemap import ChoiceMap, choice_map, format_address
 from genvi.core._errors import AddressError, ChoiceTypeError, StrategyError
+from genvi.core._particles import particle_keys
 
 sg = jax.lax.stop_gradient
 
@@ -212,7 +213,7 @@ def log_weights(key, particles, model, guide, model_args, guide_args, observatio
         (100,)
         >>> log_ml = gv.objectives.logmeanexp(lw)       # an estimate of log p(x)
     """
-    keys = jax.random.split(key, particles)
+    keys = particle_keys(key, particles)
     return jax.vmap(lambda k: log_weight(k, model, guide, model_args, guide_args, observations))(
         keys
     )

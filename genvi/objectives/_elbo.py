@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from genvi.adev._expectation import Expectation, expectation
 from genvi.core._errors import StrategyError
 from genvi.core._genfn import StaticGenerativeFunction
+from genvi.core._particles import particle_keys
 from genvi.objectives._common import (
     check_convention,
     check_particles,
@@ -131,7 +132,7 @@ def iwae(model, guide, particles: int = 5, *, dreg: bool = False) -> Expectation
             logp_theta = log_joint(k2, model, sg(tr.choices), observations, model_args)
             return tr.score, logq_fixed, logp_z, logp_theta
 
-        score, logq_fixed, logp_z, logp_theta = jax.vmap(one)(jax.random.split(key, particles))
+        score, logq_fixed, logp_z, logp_theta = jax.vmap(one)(particle_keys(key, particles))
         value = logmeanexp(sg(logp_theta - score))
         w = jax.nn.softmax(sg(logp_theta - score))
         theta_part = logmeanexp(logp_theta - sg(score))  # gradient sum_k ŵ_k d log p

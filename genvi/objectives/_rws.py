@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from genvi.adev._expectation import Expectation, expectation
 from genvi.core._choicemap import ChoiceMap, choice_map
 from genvi.core._errors import AddressError
+from genvi.core._particles import particle_keys
 from genvi.objectives._common import check_convention, check_particles, log_joint, logmeanexp, sg
 
 
@@ -91,7 +92,7 @@ def rws(model, guide, particles: int = 5, amortize: Callable | None = None) -> R
             margs = model_args if model_grad else sg(model_args)
             return log_joint(k3, model, z, observations, margs), logq
 
-        return jax.vmap(one)(jax.random.split(key, particles))
+        return jax.vmap(one)(particle_keys(key, particles))
 
     @expectation
     def wake_model(key, model_args, guide_args, observations):

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from genvi.adev._expectation import Expectation, expectation
+from genvi.core._particles import particle_keys
 from genvi.objectives._common import (
     check_convention,
     check_particles,
@@ -151,7 +152,7 @@ def piwae(model, guide, outer: int = 2, particles: int = 5) -> Expectation:
             logp_z = log_joint(mk, model, tr.choices, observations, sg(model_args))
             return tr.score, logp_theta, logp_z
 
-        logq, logp_theta, logp_z = jax.vmap(one)(jax.random.split(key, n))
+        logq, logp_theta, logp_z = jax.vmap(one)(particle_keys(key, n))
         model_part = logmeanexp(logp_theta - sg(logq))  # d_theta IWAE_{MK}
         guide_part = jnp.mean(logmeanexp((logp_z - logq).reshape(outer, particles), axis=1))
         return model_part + (guide_part - sg(guide_part))

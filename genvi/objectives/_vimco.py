@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from genvi.adev._expectation import Expectation, expectation
+from genvi.core._particles import particle_keys
 from genvi.objectives._common import (
     check_convention,
     check_particles,
@@ -64,7 +65,7 @@ def vimco(model, guide, particles: int = 5) -> Expectation:
             logq, _ = guide.estimate_logpdf(k2, z, *guide_args)
             return log_joint(k3, model, z, observations, model_args), logq
 
-        logp, logq = jax.vmap(one)(jax.random.split(key, particles))
+        logp, logq = jax.vmap(one)(particle_keys(key, particles))
         logw = logp - logq
         bound = logmeanexp(logw)
         return bound + jnp.sum(score_term(bound - loo_baselines(logw), logq))

@@ -50,20 +50,24 @@ def prepare_data(data, batch_size: int | None) -> tuple[Any, Batching]:
         listing = ", ".join(f"{k or 'data'}: {v}" for k, v in sizes.items())
         raise ValueError(f"fit: data leaves disagree on the number of data points ({listing})")
     n = next(iter(sizes.values()))
+    return jax.tree.map(jnp.asarray, data), make_batching(n, batch_size)
+
+
+def make_batching(n: int, batch_size: int | None) -> Batching:
+    """The :class:`Batching` of ``n`` data points in minibatches of ``batch_size`` (None:
+    full batch), checking the batch size."""
     if n < 1:
         raise ValueError("fit: data has no data points (leading axis of size 0)")
     if batch_size is None:
-        batching = Batching(n, n, False)
-    else:
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"fit: batch_size must be a positive int, got {batch_size!r}")
-        if batch_size > n:
-            raise ValueError(
-                f"fit: batch_size={batch_size} is larger than the data ({n} points); use "
-                f"batch_size <= {n}, or batch_size=None for full-batch steps"
-            )
-        batching = Batching(n, int(batch_size), True)
-    return jax.tree.map(jnp.asarray, data), batching
+        return Batching(n, n, False)
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"fit: batch_size must be a positive int, got {batch_size!r}")
+    if batch_size > n:
+        raise ValueError(
+            f"fit: batch_size={batch_size} is larger than the data ({n} points); use "
+            f"batch_size <= {n}, or batch_size=None for full-batch steps"
+        )
+    return Batching(n, int(batch_size), True)
 
 
 def epoch_permutation(data_key, epoch, n: int):

@@ -98,7 +98,9 @@ def compiled_chunk(
     """The compiled chunk program, from a small cache: calling ``fit`` again with the same
     objective and optimizer objects and the same shapes (to continue training, or in a
     loop over settings that do not change the program) does not compile again.
-    ``shardings``: ``(replicated, data, batch)`` shardings for data-parallel training."""
+    ``shardings``: ``(replicated, data, batch)`` shardings for data-parallel training.
+    The program depends on the mesh it is traced under (``jax.set_mesh``; see
+    :func:`genvi.objectives.particle_keys`), so that is part of the cache key too."""
     key = (
         objective,
         optimizer,
@@ -108,6 +110,7 @@ def compiled_chunk(
         on_nonfinite,
         _signature(args),
         shardings,
+        jax.sharding.get_abstract_mesh(),
     )
     try:
         hit = _COMPILED.get(key)

@@ -11,18 +11,19 @@ This module checks the arguments, resumes, compiles, and hands over to the loop.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import jax
 import numpy as np
 import optax
 
-from genvi.training import _interrupt, _mesh
+from genvi.training import _interrupt, _mesh, _processes
 from genvi.training._batches import Batching, fingerprint, prepare_data
 from genvi.training._checkpoint import (
     CheckpointError,
@@ -34,6 +35,8 @@ from genvi.training._history import History
 from genvi.training._kernel import as_typed_key, init, prepare_params
 from genvi.training._loop import Loop, quiet_callback_logs
 from genvi.training._progress import compiling, interactive
+
+_T = TypeVar("_T")
 
 
 class ResumeWarning(UserWarning):
@@ -168,6 +171,87 @@ def _resume(path, params, opt_state, info: dict):
     return ckpt
 
 
+def _ambient(mesh):
+    """The step is traced under ``jax.set_mesh(mesh)``, so that the objective's particles
+    see the mesh's ``"particles"`` axis (see :func:`genvi.objectives.particle_keys`)."""
+    return contextlib.nullcontext() if mesh is None else jax.set_mesh(mesh)
+
+
+def _everywhere(processes: int, what: str, fn: Callable[..., _T], *args) -> _T:
+    """``fn(*args)``; with several processes, each learns whether any failed (and then
+    raises), so that none is left waiting for the others."""
+    if processes == 1:
+        return fn(*args)
+    try:
+        out = fn(*args)
+    except Exception as e:
+        _processes.all_ok(e, what)  # raises e
+        raise
+    _processes.all_ok(None, what)
+    return out
+
+
+def _on_writer(processes: int, what: str, fn: Callable, *args) -> None:
+    """``fn(*args)`` on process 0 alone, the others learning whether it failed."""
+    if processes == 1:
+        fn(*args)
+    elif jax.process_index() == 0:
+        _everywhere(processes, what, fn, *args)
+    else:
+        _processes.all_ok(None, what)
+
+
+def _agree_on_args(
+    data,
+    state,
+    key,
+    steps,
+    chunk,
+    batch_size,
+    maximize,
+    on_nonfinite,
+    max_skips,
+    checkpoint,
+    checkpoint_every,
+    resume,
+    settings,
+    metadata,
+):
+    """With several processes: the same arguments everywhere, and a valid data share."""
+    error = None
+    if data is None:
+        error = ValueError("fit: with several processes, each gives its share of data=")
+    else:
+        try:
+            prepare_data(data, None)
+        except ValueError as e:
+            error = e
+    _processes.all_ok(error, "checking the data share")
+    d = _processes.digest
+    ints = {
+        "steps": int(steps),
+        "chunk": int(chunk),
+        "batch_size": -1 if batch_size is None else int(batch_size),
+        "max_consecutive_skips": -1 if max_skips is None else int(max_skips),
+        "checkpoint_every": -1 if checkpoint_every is None else int(checkpoint_every),
+    }
+    _processes.agree(
+        {
+            **ints,
+            "maximize": int(bool(maximize)),
+            "on_nonfinite": d(on_nonfinite),
+            "checkpoint (given or not)": int(checkpoint is not None),
+            "resume (given or not)": int(resume is not None),
+            "key": d(key),
+            "params": d(state.params),
+            "the optimizer's state": d(state.opt_state),
+            "settings": d(settings),
+            "metadata": d(metadata),
+        },
+        shown=frozenset(ints) | {"maximize"},
+    )
+
+
 def fit(
     objective: Callable,
     params,
@@ -205,7 +289,8 @@ def fit(
         steps: the total number of steps (counted from step 0, also when resuming).
         optimizer: any ``optax.GradientTransformation`` (an optimizer's name, such as
             ``"adam"``, is refused: pass ``optax.adam(1e-3)``).
-        data: a pytree of arrays with a leading axis over data points, or None.
+        data: a pytree of arrays with a leading axis over data points, or None (on
+            several processes: this process's share, see ``mesh``).
         batch_size: points per step, reshuffled every epoch (see
             :mod:`genvi.training._batches`); None: all the data every step.
         maximize: ascend (True) or descend (False).
@@ -245,15 +330,40 @@ def fit(
         max_consecutive_skips: with ``on_nonfinite="skip"``, stop
             (``stopped_reason="nonfinite"``) once this many steps in a row were skipped,
             keeping the last good parameters; None: never stop for that.
-        mesh: data-parallel training over devices: a ``jax.sharding.Mesh`` (its axis
-            ``"data"``, or its only axis, splits the minibatch) or a device count (the
-            first ``n`` of ``jax.devices()``). Each step's minibatch is sharded over the
-            data axis, the parameters and optimizer state are replicated, and XLA
-            partitions the step (see :mod:`genvi.training._mesh`); everything else is as
-            on one device, and the parameters agree with a one-device run up to the
-            reassociation of sums. The minibatch must divide evenly over the data axis
-            (a ``ValueError`` names both sizes otherwise). On a CPU,
-            ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` makes ``N`` devices.
+        mesh: training over devices: a ``jax.sharding.Mesh`` or a device count (the
+            first ``n`` of ``jax.devices()``, as a mesh with one axis ``"data"``). Its
+            axis ``"data"`` (or its only axis, unless that is ``"particles"``) splits each
+            step's minibatch (data parallelism); its axis ``"particles"``, if any, splits
+            the objective's particles (particle parallelism: every particle loop made
+            with :func:`genvi.objectives.particle_keys`, as in all the library's
+            objectives, is spread over it; the step is compiled under
+            ``jax.set_mesh(mesh)`` for that). The parameters and optimizer state are
+            replicated and XLA partitions the step (see :mod:`genvi.training._mesh`);
+            everything else is as on one device, and the parameters agree with a
+            one-device run up to the reassociation of sums. The minibatch must divide
+            evenly over the data axis (a ``ValueError`` names both sizes otherwise). On a
+            CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` makes ``N``
+            devices.
+
+            **Several processes** (after ``jax.distributed.initialize``): every process
+            calls ``fit`` with the same arguments, except ``data``, which is *that
+            process's share* of the data set: the same number of points on each, the
+            global data set being the shares concatenated in the order of the data axis
+            (process order for ``mesh=jax.device_count()``, the only count allowed
+            then). ``batch_size`` is the *global* batch, the points of one step over all
+            processes, as on one process; each process's share must split over its
+            devices of the data axis, and the data axis must span the processes (each
+            process holding its own block of it). The run is the one a single process
+            makes on the concatenated data. Arguments that differ between processes,
+            shares of different sizes, or a mesh that does not span them raise the same
+            ``ValueError`` on every process, naming what differs. The checkpoint is
+            written by process 0 alone (atomically, as always); ``resume=`` is read by
+            every process, so the file must be at that path for each (a shared file
+            system, or a copy). A checkpoint holds the replicated state only, so it
+            resumes on any number of devices or processes. A Ctrl-C or a callback's
+            stop on one process stops every process after the same chunk. The result
+            holds the same replicated arrays on every process (``jax.device_get`` gives
+            NumPy copies). See the how-to page "Train on several processes or hosts".
 
     A Ctrl-C stops the run after the chunk in progress (or right after compilation),
     keeps the state and writes the checkpoint (``stopped_reason="interrupted"``); a
@@ -293,44 +403,98 @@ def fit(
     key = as_typed_key(key)
     state_key, data_key = jax.random.split(key)
     state = init(prepare_params(params), optimizer, state_key)
+    processes = _processes.count()
+    the_mesh, axis = (None, None) if mesh is None else _mesh.resolve_mesh(mesh)
+    if processes > 1 and the_mesh is None:
+        raise ValueError(
+            f"fit: this is process {jax.process_index()} of {processes} (jax.distributed), "
+            "so give mesh= spanning them, e.g. mesh=jax.device_count(), to train one model "
+            "together (each process feeding its share of the data); without it each process "
+            "would train alone"
+        )
+    if the_mesh is not None and axis is not None and data is None:
+        raise ValueError(
+            "fit: mesh= shards each step's minibatch over devices; give data= (and "
+            "batch_size=) to train data-parallel, or a mesh with only a 'particles' axis to "
+            "spread the particles alone"
+        )
     batching = None
+    if processes > 1:
+        assert the_mesh is not None and axis is not None  # checked by resolve_mesh
+        _agree_on_args(
+            data,
+            state,
+            key,
+            steps,
+            chunk,
+            batch_size,
+            maximize,
+            on_nonfinite,
+            max_consecutive_skips,
+            checkpoint,
+            checkpoint_every,
+            resume,
+            settings,
+            metadata,
+        )
+        data = _processes.global_data(data, the_mesh, axis)
     if data is not None:
         data, batching = prepare_data(data, batch_size)
     elif batch_size is not None:
         raise ValueError("fit: batch_size was given but data is None")
+    writer = jax.process_index() == 0  # with several processes, process 0 writes alone
     if checkpoint is not None:
-        check_writable(checkpoint)
+        _on_writer(
+            processes, "checking the checkpoint path on process 0", check_writable, checkpoint
+        )
     hash_data = checkpoint is not None or resume is not None
-    info = _run_info(batching, data, maximize, hash_data, key, settings, metadata)
+    host_data = _processes.gather_to_host(data) if processes > 1 and hash_data else data
+    info = _run_info(batching, host_data, maximize, hash_data, key, settings, metadata)
+    del host_data
     history = History.empty()
     if resume is not None:
-        ckpt = _resume(resume, state.params, state.opt_state, info)
+        ckpt = _everywhere(
+            processes,
+            "reading the checkpoint",
+            _resume,
+            resume,
+            state.params,
+            state.opt_state,
+            info,
+        )
         state = ckpt.state
         data_key = ckpt.data_key if ckpt.data_key is not None else data_key
         history = ckpt.history if ckpt.history is not None else history
-    shardings = None
-    if mesh is not None:
-        if data is None or batching is None:
-            raise ValueError(
-                "fit: mesh= shards each step's minibatch over devices; give data= (and "
-                "batch_size=) to train data-parallel"
+        if processes > 1:
+            _processes.agree(
+                {
+                    "the checkpoint's step": int(state.step),
+                    "the checkpoint": _processes.digest(state),
+                },
+                shown=frozenset({"the checkpoint's step"}),
             )
-        the_mesh, axis = _mesh.resolve_mesh(mesh)
-        _mesh.check_batch(batching.batch_size if batching.shuffle else batching.n, the_mesh, axis)
+    shardings = None
+    if the_mesh is not None:
+        if batching is not None:
+            _mesh.check_batch(
+                batching.batch_size if batching.shuffle else batching.n, the_mesh, axis
+            )
         rep = _mesh.replicated(the_mesh)
         data_sh = _mesh.data_sharding(data, the_mesh, axis)
         shardings = (rep, data_sh, _mesh.sharded(the_mesh, axis))
-        state = jax.device_put(state, rep)
-        data_key = jax.device_put(data_key, rep)
-        data = jax.device_put(data, data_sh)
-    show = interactive() if progress is None else bool(progress)
+        state = _mesh.put(state, rep)
+        data_key = _mesh.put(data_key, rep)
+        data = _mesh.put(data, data_sh)
+    show = (interactive() if progress is None else bool(progress)) and writer
     loop = Loop(
         state, data_key, data, history, steps, int(chunk), checkpoint, checkpoint_every, info
     )
+    loop.writer = writer
+    loop.sync = _processes.any_process if processes > 1 else None
     with _interrupt.watch() as guard, quiet_callback_logs():
         t0 = time.perf_counter()
         if int(state.step) < steps:  # a finished run resumed needs no compilation
-            with compiling(show):
+            with compiling(show), _ambient(the_mesh):
                 loop.compiled = compiled_chunk(
                     objective,
                     optimizer,

@@ -68,6 +68,10 @@ class Loop:
         self.first_skip = None
         self.write_failed = None
         self.recent = np.zeros(0, np.float32)  # the finite objective values of the last chunk
+        self.writer = True  # whether this process writes the checkpoints (process 0)
+        # with several processes: (flags...) -> each flag or-ed over the processes, so that a
+        # callback's stop or a Ctrl-C on one process stops every process at the same chunk
+        self.sync: Any = None
 
     # -- one chunk -----------------------------------------------------------------------
     def _execute(self, n: int, max_skips: int):
@@ -160,7 +164,7 @@ class Loop:
 
     # -- checkpoints ---------------------------------------------------------------------
     def write(self) -> None:
-        if self.path is None:
+        if self.path is None or not self.writer:
             return
         try:
             save_checkpoint(
@@ -178,11 +182,16 @@ class Loop:
             self.write_failed = e
 
     # -- the loop ------------------------------------------------------------------------
+    def _requested(self, guard) -> bool:
+        """Whether a Ctrl-C asks to stop (on any process)."""
+        return self.sync(guard.requested)[0] if self.sync is not None else guard.requested
+
     def run(self, guard, on_nonfinite, max_skips, callbacks, show) -> None:
         max_skips = NO_LIMIT if max_skips is None else int(max_skips)
         bar = Progress(show, self.steps, min(self.step, self.steps))
+        requested = self._requested(guard)
         try:
-            while self.step < self.steps and not guard.requested:
+            while self.step < self.steps and not requested:
                 n = min(self.chunk, self.steps - self.step)
                 if self.every is not None:
                     n = min(n, (self.step // self.every + 1) * self.every - self.step)
@@ -195,6 +204,7 @@ class Loop:
                     self._replay(n, max_skips, on_nonfinite, error)
                     if self.reason == "error":
                         break
+                    requested = self._requested(guard)
                     continue
                 before = self.step
                 stop = self._commit(*out, on_nonfinite, max_skips)
@@ -205,12 +215,17 @@ class Loop:
                 if self.every is not None and self.step % self.every == 0:
                     if self.step < self.steps:
                         self.write()
-                if any(
+                by_callback = any(
                     [cb(self.step, self.state.params, self.history) is True for cb in callbacks]
-                ):
+                )
+                if self.sync is not None:
+                    by_callback, requested = self.sync(by_callback, guard.requested)
+                else:
+                    requested = guard.requested
+                if by_callback:
                     self._stop("callback", f"a callback stopped the run at step {self.step}")
                     break
-            if guard.requested and self.reason == "steps" and self.step < self.steps:
+            if requested and self.reason == "steps" and self.step < self.steps:
                 self.reason = "interrupted"
         except KeyboardInterrupt:  # a second Ctrl-C, or no handler of ours: keep the state
             self.reason = "interrupted"
