@@ -40,7 +40,7 @@ from genvi.core._keys import check_key
 from genvi.distributions import _strategies as S
 from genvi.distributions._overrides import Recording
 
-_ALL = (S.REPARAM, S.REINFORCE, S.RLOO, S.ENUM, S.MVD)
+_ALL = (S.REPARAM, S.REINFORCE, S.RLOO, S.UnorderedSet(2), S.ENUM, S.MVD)
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,8 @@ def select_strategies(
             listed in the result.
         samples: gradient estimates per assignment for the variance (at least 2).
         repeats: timed calls per assignment (the median is kept).
-        candidates: the strategies to try (default: REPARAM, REINFORCE, RLOO, ENUM and MVD,
+        candidates: the strategies to try (default: REPARAM, REINFORCE, RLOO,
+            UnorderedSet(2), ENUM and MVD,
             each where it applies); a sequence for every choice, or a mapping from
             addresses to sequences.
 

@@ -26,11 +26,13 @@ from genvi.distributions._strategies import (
     RLOO,
     Baselined,
     Enum,
+    GumbelSoftmaxBiased,
     LeaveOneOut,
     MeasureValued,
     Reinforce,
     Reparam,
     Strategy,
+    UnorderedSet,
 )
 
 __all__ = [
@@ -44,6 +46,8 @@ __all__ = [
     "MeasureValued",
     "LeaveOneOut",
     "RLOO",
+    "UnorderedSet",
+    "GumbelSoftmaxBiased",
     "REPARAM",
     "REINFORCE",
     "ENUM",

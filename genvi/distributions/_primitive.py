@@ -39,7 +39,10 @@ def _split(args, n_ops):
 
 def _impl(*args, site, strategy, addr, n_ops):
     key, flat, _ = _split(args, n_ops)
-    return site.sample(key, flat)
+    value = site.sample(key, flat)
+    if strategy.float_value:  # a straight-through strategy: the value carries a tangent
+        value = value.astype(jnp.result_type(float))
+    return value
 
 
 def _abstract_eval(*avals, site, strategy, addr, n_ops):
@@ -55,6 +58,9 @@ def _jvp(primals, tangents, *, site, strategy, addr, n_ops):
     key, flat, _ = _split(primals, n_ops)
     _, dflat, _ = _split(tangents, n_ops)
     dflat = [ad.instantiate_zeros(t) for t in dflat]
+    if strategy.float_value:  # a discrete value as a float: no pathwise derivative
+        value = _impl(*primals, site=site, strategy=strategy, addr=addr, n_ops=n_ops)
+        return value, jnp.zeros_like(value)
     return jax.jvp(lambda *f: site.sample(key, f), tuple(flat), tuple(dflat))
 
 

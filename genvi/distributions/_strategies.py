@@ -16,12 +16,14 @@ tangent of its parameters, ``(v, dv) = kont(z, dz)``.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.extend.core import Literal
 
 from genvi.core._errors import StrategyError
@@ -211,11 +213,30 @@ def _eval_elementwise(z, cands, kont, with_primal: bool = False) -> Any:
     return v.reshape((n, m)), dv.reshape((n, m))
 
 
+def _support_logp(call: SiteCall, values, shape, dtype):
+    """Every element's log probability of every support value: ``(grid [V, *shape],
+    logp [n, V], dlogp [n, V] or None)``, with the tangent of ``logp`` in the parameters."""
+    site, n, nv = call.site, int(np.prod(shape, dtype=int)), values.shape[0]
+    grid = jnp.broadcast_to(values.astype(dtype)[:, None], (nv, n)).reshape((nv,) + shape)
+
+    def logp_fl(*fsub):
+        full = list(call.flat)
+        for i, a in zip(idx, fsub, strict=True):
+            full[i] = a
+        return jax.vmap(lambda g: site.logpdf_elements(g, tuple(full)))(grid).reshape(-1, n).T
+
+    idx = float_tangents(call.flat, call.dflat)
+    logp, dlogp = _jvp(logp_fl, [call.flat[i] for i in idx], [call.dflat[i] for i in idx])
+    return grid, logp, dlogp
+
+
 @dataclass(frozen=True)
 class Strategy:
     """Base class of gradient strategies. Subclasses are final."""
 
     name = "STRATEGY"
+    # whether the choice's value is a float even for a discrete family (straight-through)
+    float_value = False
     # whether the rule needs the continuation (ENUM, MVD), or can run in a loop body
     needs_continuation = False
 
@@ -388,21 +409,7 @@ class Enum(Strategy):
         shape, n = jnp.shape(z), int(jnp.size(z))
         if n == 0:  # an empty array of choices: nothing to enumerate, no gradient
             return kont(z, None)
-        grid = jnp.broadcast_to(values.astype(z.dtype)[:, None], (values.shape[0], n))
-        grid = grid.reshape((values.shape[0],) + shape)  # [V, *shape]
-
-        def logp_grid(*fl):
-            return jax.vmap(lambda g: site.logpdf_elements(g, fl))(grid).reshape(-1, n).T
-
-        idx = float_tangents(call.flat, call.dflat)
-
-        def logp_fl(*fsub):
-            full = list(call.flat)
-            for i, a in zip(idx, fsub, strict=True):
-                full[i] = a
-            return logp_grid(*full)
-
-        logp, dlogp = _jvp(logp_fl, [call.flat[i] for i in idx], [call.dflat[i] for i in idx])
+        grid, logp, dlogp = _support_logp(call, values, shape, z.dtype)
         p = jnp.exp(logp)  # [n, V]
         # Values outside an element's support (binomial counts above its total) have p = 0
         # and contribute nothing. The continuation is not run at them: it runs at the
@@ -508,6 +515,235 @@ class LeaveOneOut(Strategy):
         dlogp = jnp.stack([jnp.sum(d) for d in present])  # [K]
         loo = (jnp.sum(v) - v) / (k - 1)
         return value, tangent + jnp.mean((v - jax.lax.stop_gradient(loo)) * dlogp)
+
+
+#: The largest set :class:`UnorderedSet` takes: its weights sum over the ``k!`` orders.
+MAX_SET_SIZE = 6
+
+
+def _log_set_prob(lq, log_rest):
+    """``log p(T)`` for unordered sets ``T`` drawn without replacement from what is left of
+    the distribution once some values are removed: ``lq [n, m]`` are the log probabilities
+    (under the full distribution) of the ``m`` members of ``T``, ``log_rest [n]`` the log
+    mass of the values that are neither in ``T`` nor removed. Summed over the ``m!`` orders
+    ``s_1..s_m`` of ``T``: ``p(T) = sum prod_i q(s_i) / (rest + sum_{j >= i} q(s_j))``, the
+    denominator being the mass still available at draw ``i``, computed as a sum of
+    positive terms (no cancellation when ``T`` holds nearly all of the mass)."""
+    n, m = lq.shape
+    if m == 0:
+        return jnp.zeros((n,), lq.dtype)
+    perms = np.array(list(itertools.permutations(range(m))), dtype=np.int32)
+    lp = lq[:, perms]  # [n, m!, m]
+    suffix = jax.lax.cumlogsumexp(lp, axis=2, reverse=True)
+    denom = jnp.logaddexp(log_rest[:, None, None], suffix)
+    return jax.scipy.special.logsumexp(jnp.sum(lp - denom, axis=2), axis=1)
+
+
+@dataclass(frozen=True, repr=False)
+class UnorderedSet(Strategy):
+    """The unordered set estimator (Kool, van Hoof and Welling, "Estimating gradients for
+    discrete random variables by sampling without replacement", ICLR 2020), with its
+    built-in baseline, for choices of finite support (flip, bernoulli, categorical,
+    binomial).
+
+    Per element, ``k = size`` distinct values ``S`` are drawn *without replacement*
+    (Gumbel-top-k) and the rest of the program is run at each (one vectorized
+    evaluation, its own later randomness shared). With ``p`` the element's probabilities,
+    ``p(S)`` the probability of drawing the set ``S`` in any order, and ``p^{D\\s}`` the
+    distribution with value ``s`` removed and renormalized:
+
+        R(S, s)        = p^{D\\s}(S \\ {s}) / p(S)
+        value          = sum_{s in S} p(s) R(S, s) f(s)
+        tangent        = sum_{s in S} [p(s) R(S, s) df(s) + dp(s) R(S, s) (f(s) - b(S, s))]
+        b(S, s)        = p(s) f(s) + sum_{s' in S, s' != s} p(s') R^{D\\s}(S \\ {s}, s') f(s')
+        R^{D\\s}(T, s') = p^{D\\{s,s'}}(T \\ {s'}) / p^{D\\s}(T)
+
+    ``value`` is unbiased for ``E[f]``; ``b(S, s)`` is the same estimator of ``E[f]`` made
+    from the other ``k - 1`` values (which, given ``s`` in ``S``, are a sample without
+    replacement from ``D \\ {s}``), so ``E[sum_s dp(s) R(S, s) b(S, s)] =
+    E[f] sum_s dp(s) = 0`` and the tangent is unbiased. With ``k`` equal to the support's
+    size it is exact (ENUM).
+    Unlike ``k`` independent draws (RLOO), no value is evaluated twice, which is what makes
+    it strong on peaked distributions. With ``k = 1`` there is no other value to make
+    the baseline from, and the rule is plain REINFORCE. An array of independent elements is handled as
+    ENUM handles it: element by element, the others kept at their first draws.
+
+    Values of zero probability are never drawn while others remain; when ``k`` exceeds
+    the number of values of positive probability, every such value is in ``S`` and the
+    rule enumerates them exactly. ``k`` is at most :data:`MAX_SET_SIZE` (the weights sum
+    over the ``k!`` orders of the set) and at most the support's size. It needs the
+    continuation (``k`` runs of the rest of the program), so it cannot run inside a
+    compiled loop. Select it with ``dist.with_strategy(gv.UnorderedSet(k))``."""
+
+    size: int = 2
+    name = "UNORDERED_SET"
+    needs_continuation = True
+
+    def __post_init__(self):
+        k = self.size
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_SET_SIZE:
+            raise StrategyError(
+                f"UnorderedSet needs a set size 1 <= size <= {MAX_SET_SIZE} (an int; its "
+                f"weights sum over the size! orders of the set), got {k!r}"
+            )
+
+    def __repr__(self) -> str:
+        return f"UNORDERED_SET({self.size})"
+
+    def check(self, family):
+        if family.enum_support is None:
+            raise StrategyError(
+                f"UnorderedSet cannot apply to {family.name}: sampling without replacement "
+                "needs a finite support; use "
+                f"{family.name}.reinforce or {family.name}.rloo"
+                + (" or .reparam" if family.reparam else "")
+            )
+
+    def jvp_estimate(self, call, kont):
+        site, k = call.site, self.size
+        try:
+            values = site.support_values(call.flat)  # [V]
+        except StrategyError as e:
+            raise StrategyError(f"at {call.where()}: {e}") from None
+        nv = int(values.shape[0])
+        if k > nv:
+            raise StrategyError(
+                f"UnorderedSet({k}) at {call.where()} ({site.family.name}): the support has "
+                f"only {nv} values, so a set of {k} distinct ones cannot be drawn; use "
+                f"UnorderedSet({nv}) (exact, as ENUM) or a smaller size"
+            )
+        out = jax.eval_shape(lambda: site.sample(call.key, call.flat))
+        shape, n = out.shape, int(np.prod(out.shape, dtype=int))
+        if n == 0:
+            return kont(site.sample(call.key, call.flat), None)
+        _, logp, dlogp = _support_logp(call, values, shape, out.dtype)  # [n, V]
+        lpv = jax.lax.stop_gradient(logp)
+        gumbel = _gumbel_rows(call.key, n, nv, lpv.dtype)
+        _, pick = jax.lax.top_k(lpv + gumbel, k)  # [n, k]: Gumbel-top-k, in draw order
+        lq = jnp.take_along_axis(lpv, pick, axis=1)
+        zero = lq == -jnp.inf  # drawn only once every value of positive mass is in S
+        exhausted = jnp.any(zero, axis=1, keepdims=True)
+        cands = values.astype(out.dtype)[pick]  # [n, k]
+        z = cands[:, 0].reshape(shape)  # a draw from p, independent of the other sets
+        cands = jnp.where(zero, cands[:, :1], cands)  # never run the program at p = 0
+
+        q = jnp.exp(lq)
+        lqs = jnp.where(zero, 0.0, lq)  # finite stand-ins; those weights are replaced
+        in_set = jnp.zeros((n, nv), bool).at[jnp.arange(n)[:, None], pick].set(True)
+        log_rest = jax.scipy.special.logsumexp(jnp.where(in_set, -jnp.inf, lpv), axis=1)
+        log_rest = jnp.where(exhausted[:, 0], -jnp.inf, log_rest)
+        others = [[j for j in range(k) if j != a] for a in range(k)]
+        ls = _log_set_prob(lqs, log_rest)  # [n]
+        l1 = jnp.stack([_log_set_prob(lqs[:, o], log_rest) for o in others], 1)  # [n, k]
+        r = jnp.exp(l1 - ls[:, None])  # R(S, s)
+        r2 = jnp.ones((n, k, k), lq.dtype)  # R^{D\s}(S\{s}, s'), 1 on the diagonal
+        for a in range(k):
+            for b in others[a]:
+                rest2 = [j for j in others[a] if j != b]
+                l2 = _log_set_prob(lqs[:, rest2], log_rest)
+                r2 = r2.at[:, a, b].set(jnp.exp(l2 - l1[:, a]))
+        w = jnp.where(exhausted, q, q * r)  # the weights of the value estimate
+        bw = jnp.where(exhausted[:, :, None], q[:, None, :], q[:, None, :] * r2)  # [n, s, s']
+
+        v, dv = _eval_elementwise(z, cands, kont)  # [n, k]
+        w, bw = jax.lax.stop_gradient(w), jax.lax.stop_gradient(bw)
+        v0 = jnp.where(zero, 0.0, v)
+        value = jnp.sum(w * v0) / n
+        tangent = jnp.sum(jnp.where(zero, 0.0, w * dv)) / n
+        if dlogp is not None:
+            dq = q * jnp.take_along_axis(dlogp, pick, axis=1)
+            # with k = 1 no other value is left to estimate E[f] from: plain REINFORCE
+            base = jnp.einsum("nst,nt->ns", bw, v0) if k > 1 else jnp.zeros_like(v0)
+            ratio = jnp.where(exhausted, 1.0, r)
+            tangent = tangent + jnp.sum(jnp.where(zero, 0.0, dq * ratio * (v0 - base)))
+        return value, tangent
+
+
+def _gumbel_rows(key, n: int, nv: int, dtype):
+    """Gumbel noise ``[n, nv]`` for the ``n`` elements of a site, from its key: one key,
+    or one per row of a site vectorized by ``jax.vmap`` (the rows lead the elements)."""
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    keys = (key if typed else jax.random.wrap_key_data(key)).reshape(-1)
+    per = n // keys.shape[0]
+    noise = jax.vmap(lambda kk: jax.random.gumbel(kk, (per, nv), dtype))(keys)
+    return noise.reshape(n, nv)
+
+
+@dataclass(frozen=True, repr=False)
+class GumbelSoftmaxBiased(Strategy):
+    """Gumbel-softmax straight-through, **biased on purpose** (Jang, Gu and Poole, 2017;
+    Maddison, Mnih and Teh, 2017; Bengio et al., 2013, for straight-through): for
+    comparison with the unbiased estimators, never a default.
+
+    For a binary choice (flip, bernoulli) with logit ``l``: ``L`` logistic noise,
+    ``z = 1[l + L > 0]`` (an exact draw), ``s = sigmoid((l + L) / temperature)`` its
+    relaxation. The rule returns ``kont(z, ds)``: the rest of the program runs at the
+    discrete value, and its derivative in ``z`` (where the program uses ``z`` in
+    arithmetic, as ``W @ z``) is taken as if ``z`` were ``s``. The estimate of the
+    *value* is exact; the tangent is biased (the bias vanishes only as the temperature
+    goes to 0, where the variance grows without bound). A discrete density at ``z`` (the
+    choice's own ``log q(z)``, the model's ``log p(z)``) has no derivative in the value,
+    so only arithmetic uses of ``z`` carry the straight-through term.
+
+    The choice's value is a float (``0.0`` or ``1.0``) instead of an integer so that a
+    tangent can flow; use it in arithmetic, not as an index. Select it with
+    ``dist.with_strategy(gv.GumbelSoftmaxBiased(temperature))``; it runs inside compiled
+    loops (it needs no continuation)."""
+
+    temperature: float = 1.0
+    name = "GUMBEL_SOFTMAX_BIASED"
+    #: the value is a float 0.0/1.0 so that a straight-through tangent can flow
+    float_value = True
+
+    def __post_init__(self):
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
+            raise StrategyError(
+                f"GumbelSoftmaxBiased needs a temperature > 0 (a Python number), got {t!r}"
+            )
+
+    def __repr__(self) -> str:
+        return f"GUMBEL_SOFTMAX_BIASED({self.temperature:g})"
+
+    def check(self, family):
+        if family.name not in ("flip", "bernoulli"):
+            raise StrategyError(
+                f"GumbelSoftmaxBiased applies to binary choices (flip, bernoulli), not to "
+                f"{family.name}: its straight-through tangent needs a value used in "
+                "arithmetic, and a categorical's value is an index; for "
+                f"{family.name} use .reinforce, .rloo, gv.UnorderedSet(k), .mvd or .enum"
+            )
+
+    def _draw(self, call):
+        site = call.site
+        out = jax.eval_shape(lambda: site.sample(call.key, call.flat))
+        shape, n = out.shape, int(np.prod(out.shape, dtype=int))
+        values = jnp.array([0, 1], out.dtype)
+        _, logp, dlogp = _support_logp(call, values, shape, out.dtype)  # [n, 2]
+        logit = logp[:, 1] - logp[:, 0]
+        noise = _logistic_rows(call.key, n, logit.dtype)
+        ftype = jnp.result_type(float)
+        z = (logit + noise > 0).astype(ftype).reshape(shape)
+        if dlogp is None:
+            return z, None
+        soft = jax.nn.sigmoid((logit + noise) / self.temperature)
+        dlogit = dlogp[:, 1] - dlogp[:, 0]
+        dz = (soft * (1 - soft) / self.temperature * dlogit).astype(ftype).reshape(shape)
+        return z, dz
+
+    def jvp_estimate(self, call, kont):
+        return kont(*self._draw(call))
+
+    def local_estimate(self, call, acc):
+        return self._draw(call)
+
+
+def _logistic_rows(key, n: int, dtype):
+    """Logistic noise ``[n]`` for the ``n`` elements of a site (see :func:`_gumbel_rows`)."""
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    keys = (key if typed else jax.random.wrap_key_data(key)).reshape(-1)
+    per = n // keys.shape[0]
+    return jax.vmap(lambda kk: jax.random.logistic(kk, (per,), dtype))(keys).reshape(n)
 
 
 REPARAM = Reparam()

@@ -34,7 +34,9 @@ def test_picks_enum_where_it_is_exact(key):
     assert sel.strategies[("k",)] is gv.ENUM
     assert sel.best.variance == 0.0
     rows = {m.strategies[("k",)]: m for m in sel.table}
-    assert set(rows) == {"REINFORCE", "RLOO", "ENUM", "MVD"}  # REPARAM does not apply: not tried
+    # REPARAM does not apply: not tried
+    assert set(rows) == {"REINFORCE", "RLOO", "UNORDERED_SET", "ENUM", "MVD"}
+    assert rows["REINFORCE"].variance > rows["UNORDERED_SET"].variance > 0.0
     assert rows["REINFORCE"].variance > rows["RLOO"].variance > 0.0
     assert rows["MVD"].variance > 0.0
     assert sel.start.strategies == {("k",): "REINFORCE"}  # the guide's own strategy
@@ -121,14 +123,19 @@ def test_choices_that_cannot_run_are_listed_not_chosen(key):
 
     sel = gv.select_strategies(make, guide, (jnp.full(3, 0.4),), key=key, samples=8)
     errors = [m for m in sel.table if m.error is not None]
-    assert {m.strategies[("chain", "b")] for m in errors} == {"RLOO", "ENUM", "MVD"}
+    assert {m.strategies[("chain", "b")] for m in errors} == {
+        "RLOO",
+        "UNORDERED_SET",
+        "ENUM",
+        "MVD",
+    }
     assert all("loop" in m.error for m in errors)
     assert sel.strategies[("chain", "b")] is gv.REINFORCE
 
 
 def test_budget_and_candidates(key):
     sel = gv.select_strategies(elbo_of(mixture), cat_guide, ARGS, key=key, argnums=1, budget_s=0)
-    assert len(sel.table) == 1 and len(sel.skipped) == 3  # only the start was measured
+    assert len(sel.table) == 1 and len(sel.skipped) == 4  # only the start was measured
     assert sel.strategies[("k",)] is gv.REINFORCE and sel.guide is cat_guide
     only = gv.select_strategies(
         elbo_of(mixture), cat_guide, ARGS, key=key, argnums=1, candidates=[gv.MVD]
