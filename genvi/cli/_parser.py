@@ -17,6 +17,8 @@ import math
 import os
 import sys
 
+from genvi.cli import _devices as _devices_help  # standard library only at import time
+
 # genvi vae
 BOUNDS = ("elbo", "iwae", "renyi", "vimco")  # lower bounds applied per image
 DEFAULT_PARTICLES = 5
@@ -27,6 +29,7 @@ FILES = ("loss.png", "reconstructions.png", "samples.png", "checkpoint.npz", "me
 SUBCOMMANDS = ("quickstart", "vae", "air", "cone")
 DEFAULT_SUBCOMMAND = "vae"
 SEED_LIMIT = 2**63  # PRNG seeds are 64-bit integers
+DEVICES_HELP = _devices_help.HELP
 
 
 class Parser(argparse.ArgumentParser):
@@ -178,6 +181,7 @@ def _vae(sub) -> Parser:
         "--resume, the target of the run being continued)",
     )
     _add(p, "--batch-size", type=positive_int, default=100, help="images per step")
+    _add(p, "--devices", type=positive_int, help=DEVICES_HELP)
     _add(p, "--lr", type=positive_float, default=1e-3, help="Adam learning rate")
     _add(p, "--seed", type=seed, default=0, help="random seed")
     _add(p, "--out", default=os.path.join("runs", "vae"), help="output folder")
@@ -270,6 +274,7 @@ def _air(sub) -> Parser:
         default=air.DEFAULT_BATCH_SIZE,
         help="canvases per step",
     )
+    _add(p, "--devices", type=positive_int, help=DEVICES_HELP)
     _add(p, "--lr", type=positive_float, default=air.DEFAULT_LR, help="Adam learning rate")
     _add(p, "--seed", type=seed, default=0, help="random seed")
     _add(p, "--hidden", type=positive_int, default=air.DEFAULT_HIDDEN, help="LSTM state size")

@@ -28,7 +28,7 @@ import time
 import types
 import warnings
 
-from genvi.cli import _run_folder
+from genvi.cli import _devices, _run_folder
 from genvi.cli._run_folder import UsageError
 
 # Defaults of `genvi air` (the parser and the help text read them from here).
@@ -515,6 +515,7 @@ def train(args, out=None) -> dict:
             f"--batch-size {cfg.batch_size} exceeds the {n_train} training canvases; lower "
             "it or raise --n-train"
         )
+    mesh = _devices.mesh(args.devices, cfg.batch_size, "canvases")
     try:
         model = air.AIR(
             canvas=ds.canvas,
@@ -541,7 +542,8 @@ def train(args, out=None) -> dict:
         f"  objective {label}{' presence estimator' if cfg.estimator else ''}; LSTM {cfg.hidden}, z_what {cfg.z_what}, "
         f"MLPs {cfg.mlp_hidden}, presence prior {cfg.pres_prior}; {steps} steps of "
         f"{cfg.batch_size} canvases, Adam lr {cfg.lr}, seed {cfg.seed}; held-out count "
-        f"accuracy every {eval_every} steps",
+        f"accuracy every {eval_every} steps"
+        + (f"; data-parallel over {mesh} devices" if mesh else ""),
         file=out,
         flush=True,
     )
@@ -631,6 +633,7 @@ def train(args, out=None) -> dict:
                 resume=ckpt if args.resume else None,
                 settings=settings,
                 metadata={"steps": steps, "eval_every": eval_every},
+                mesh=mesh,
             )
         except CheckpointError as e:
             raise UsageError(
@@ -656,6 +659,7 @@ def train(args, out=None) -> dict:
         print(
             f"  trained {taken} steps"
             + (f" (to step {result.step})" if start else "")
+            + (f" on {_devices.used(result)} devices" if _devices.used(result) > 1 else "")
             + f" in {train_time:.1f} s (compilation {result.compile_time:.1f} s); "
             f"stopped: {message}",
             file=out,
@@ -718,6 +722,7 @@ def train(args, out=None) -> dict:
         "particles": cfg.particles or 1,
         "steps": result.step,
         "target_steps": steps,
+        "devices": _devices.used(result),
         "eval_every": eval_every,
         **bounds,
         "count_accuracy": accuracy,

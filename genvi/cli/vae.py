@@ -19,7 +19,7 @@ import time
 import types
 import warnings
 
-from genvi.cli import _run_folder
+from genvi.cli import _devices, _run_folder
 from genvi.cli._parser import DEFAULT_ALPHA, DEFAULT_PARTICLES, DEFAULT_STEPS, FILES
 from genvi.cli._run_folder import UsageError
 
@@ -215,6 +215,7 @@ def train(args, out=None) -> dict:
     n_train, pixels = ds.train.shape
     if cfg.batch_size > n_train:
         raise UsageError(f"--batch-size {cfg.batch_size} exceeds the {n_train} training images")
+    mesh = _devices.mesh(args.devices, cfg.batch_size, "images")
     k_init, k_fit, k_eval, k_sample = jax.random.split(jax.random.key(cfg.seed), 4)
     params = vae.init_params(k_init, pixels=pixels, latent=cfg.latent, hidden=cfg.hidden)
     label = cfg.objective + (f" (K={cfg.particles})" if cfg.particles else "")
@@ -227,7 +228,8 @@ def train(args, out=None) -> dict:
     )
     print(
         f"  objective {label}, latent {cfg.latent}, hidden {cfg.hidden}, "
-        f"{steps} steps of {cfg.batch_size} images, Adam lr {cfg.lr}, seed {cfg.seed}",
+        f"{steps} steps of {cfg.batch_size} images, Adam lr {cfg.lr}, seed {cfg.seed}"
+        + (f", data-parallel over {mesh} devices" if mesh else ""),
         file=out,
         flush=True,
     )
@@ -266,6 +268,7 @@ def train(args, out=None) -> dict:
                 resume=ckpt if args.resume else None,
                 settings=settings,
                 metadata={"steps": steps},
+                mesh=mesh,
             )
         except CheckpointError as e:
             raise UsageError(
@@ -291,6 +294,7 @@ def train(args, out=None) -> dict:
         print(
             f"  trained {taken} steps"
             + (f" (to step {result.step})" if start else "")
+            + (f" on {_devices.used(result)} devices" if _devices.used(result) > 1 else "")
             + f" in {train_time:.1f} s (compilation {result.compile_time:.1f} s); "
             f"stopped: {message}",
             file=out,
@@ -341,6 +345,7 @@ def train(args, out=None) -> dict:
             "steps": result.step,
             "target_steps": steps,
             "batch_size": cfg.batch_size,
+            "devices": _devices.used(result),
             "lr": cfg.lr,
             "seed": cfg.seed,
             "final_train_objective": float(np.nanmean(tail)) if tail.size else None,
