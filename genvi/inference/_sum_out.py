@@ -51,37 +51,65 @@ MAX_GRID = 1 << 16
 
 
 def _supports(gf, over, args) -> dict[Address, jax.Array]:
-    """The support of each choice at ``over``, found by running ``gf`` once (traced away
-    by the compiler: only the shapes and static counts are read)."""
-    rec = Recording(gf)
-    rec.keep_sites = True
-    tr = rec.simulate(jax.random.key(0), *args)
-    found: dict[Address, jax.Array] = {}
-    for addr, site, flat in rec.site_params:
-        if addr not in over:
-            continue
-        if site.family.enum_support is None:
-            raise ModelingError(
-                f"sum_out: the choice at {format_address(addr)} is a {site.family.name}, "
-                "whose support is not finite; only discrete choices with a finite support "
-                "(flip, bernoulli, categorical, binomial) can be summed out"
-            )
-        value = tr.choices[addr]
-        if jnp.shape(value) != ():
-            raise ModelingError(
-                f"sum_out: the choice at {format_address(addr)} is an array of shape "
-                f"{jnp.shape(value)}; summing out its joint support would take "
-                "|support|^n terms. For independent elements, put the per-element program "
-                "in gv.vmap and sum_out inside it: gv.vmap(gv.sum_out(point, ...))"
-            )
-        found[addr] = jnp.asarray(site.support_values(flat))
+    """The support of each choice at ``over``, found by tracing ``gf``'s ``simulate`` once
+    under :func:`jax.eval_shape`: only shapes and static counts are read, and nothing of
+    that run reaches the program around it (under ``gv.expectation`` a draw made here
+    would be taken for a choice of the objective and add a gradient term)."""
+    found: dict[Address, np.ndarray] = {}
+    addresses: list = []
+    problems: list[Exception] = []
+
+    def run():
+        rec = Recording(gf)
+        rec.keep_sites = True
+        tr = rec.simulate(jax.random.key(0), *args)
+        addresses.extend(tr.choices.addresses())
+        for addr, site, flat in rec.site_params:
+            if addr not in over:
+                continue
+            try:
+                found[addr] = _support_of(addr, site, flat, tr.choices[addr])
+            except Exception as e:  # noqa: BLE001 - raised outside the trace below
+                problems.append(e)
+                return None
+        return None
+
+    jax.eval_shape(run)
+    if problems:
+        raise problems[0]
     missing = [a for a in over if a not in found]
     if missing:
         raise AddressError(
             f"sum_out({gf.name}): no choice at {', '.join(map(format_address, missing))}; "
-            f"its choices are at {', '.join(map(format_address, tr.choices.addresses()))}"
+            f"its choices are at {', '.join(map(format_address, addresses))}"
         )
-    return found
+    return {a: jnp.asarray(v) for a, v in found.items()}
+
+
+def _support_of(addr, site, flat, value) -> np.ndarray:
+    if site.family.enum_support is None:
+        raise ModelingError(
+            f"sum_out: the choice at {format_address(addr)} is a {site.family.name}, "
+            "whose support is not finite; only discrete choices with a finite support "
+            "(flip, bernoulli, categorical, binomial) can be summed out"
+        )
+    if jnp.shape(value) != ():
+        raise ModelingError(
+            f"sum_out: the choice at {format_address(addr)} is an array of shape "
+            f"{jnp.shape(value)}; summing out its joint support would take "
+            "|support|^n terms. For independent elements, put the per-element program "
+            "in gv.vmap and sum_out inside it: gv.vmap(gv.sum_out(point, ...))"
+        )
+    with jax.ensure_compile_time_eval():
+        support = site.support_values(flat)
+    try:
+        return np.asarray(support)
+    except jax.errors.TracerArrayConversionError:
+        raise ModelingError(
+            f"sum_out: the support of the {site.family.name} at {format_address(addr)} "
+            "depends on a traced value; its size must be known when the program is traced "
+            "(a Python int or a concrete array)"
+        ) from None
 
 
 class SumOut(GenerativeFunction):

@@ -191,6 +191,43 @@ def test_inside_an_objective_with_a_continuous_global_latent():
     np.testing.assert_allclose(g, jax.grad(hand)(m), rtol=1e-4, atol=1e-5)
 
 
+def test_gradient_in_the_chain_parameters_inside_an_objective():
+    """The chain's own parameters (initial and transition logits) learned through an
+    ELBO: the support probe of gv.sum_out must not add a score term of a draw of its own
+    (it once did: a fixed draw of the first step's categorical under gv.expectation)."""
+
+    @gv.gen
+    def model(a_logits):
+        mu = gv.normal(jnp.zeros(K), 3.0) @ "mu"
+        log_a = jax.nn.log_softmax(a_logits, axis=-1)
+
+        @gv.gen
+        def step(z_prev, mu_t):
+            z = gv.categorical(log_a[z_prev]) @ "z"
+            gv.normal(mu_t[z], 0.7) @ "y"
+            return z, None
+
+        gv.sum_out(gv.scan(step, length=T), "z")(K, jnp.broadcast_to(mu, (T, K))) @ "chain"
+
+    @gv.gen
+    def guide(m):
+        gv.normal(m, 0.5) @ "mu"
+
+    objective = gv.objectives.elbo(model, guide)
+    key, m = jax.random.key(4), jnp.array([-1.0, 0.0, 2.0])
+    obs = {"chain": {"y": YS}}
+    g = objective.grad_estimate(key, (A0,), (m,), obs, argnums=0)[0]
+
+    def hand(a_logits):
+        tr = guide.simulate(jax.random.split(key, 3)[0], m)
+        mu = tr.choices["mu"]
+        prior = jnp.sum(norm.logpdf(mu, 0.0, 3.0))
+        log_a = jax.nn.log_softmax(a_logits, axis=-1)
+        return prior + logsumexp(brute_paths(log_a, mu, 0.7, YS)[1]) - tr.score
+
+    np.testing.assert_allclose(g, jax.grad(hand)(A0), rtol=1e-4, atol=1e-5)
+
+
 def test_misuse():
     @gv.gen
     def cont():
