@@ -17,7 +17,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -35,8 +35,6 @@ from genvi.training._history import History
 from genvi.training._kernel import as_typed_key, init, prepare_params
 from genvi.training._loop import Loop, quiet_callback_logs
 from genvi.training._progress import compiling, interactive
-
-_T = TypeVar("_T")
 
 
 class ResumeWarning(UserWarning):
@@ -175,81 +173,6 @@ def _ambient(mesh):
     """The step is traced under ``jax.set_mesh(mesh)``, so that the objective's particles
     see the mesh's ``"particles"`` axis (see :func:`genvi.objectives.particle_keys`)."""
     return contextlib.nullcontext() if mesh is None else jax.set_mesh(mesh)
-
-
-def _everywhere(processes: int, what: str, fn: Callable[..., _T], *args) -> _T:
-    """``fn(*args)``; with several processes, each learns whether any failed (and then
-    raises), so that none is left waiting for the others."""
-    if processes == 1:
-        return fn(*args)
-    try:
-        out = fn(*args)
-    except Exception as e:
-        _processes.all_ok(e, what)  # raises e
-        raise
-    _processes.all_ok(None, what)
-    return out
-
-
-def _on_writer(processes: int, what: str, fn: Callable, *args) -> None:
-    """``fn(*args)`` on process 0 alone, the others learning whether it failed."""
-    if processes == 1:
-        fn(*args)
-    elif jax.process_index() == 0:
-        _everywhere(processes, what, fn, *args)
-    else:
-        _processes.all_ok(None, what)
-
-
-def _agree_on_args(
-    data,
-    state,
-    key,
-    steps,
-    chunk,
-    batch_size,
-    maximize,
-    on_nonfinite,
-    max_skips,
-    checkpoint,
-    checkpoint_every,
-    resume,
-    settings,
-    metadata,
-):
-    """With several processes: the same arguments everywhere, and a valid data share."""
-    error = None
-    if data is None:
-        error = ValueError("fit: with several processes, each gives its share of data=")
-    else:
-        try:
-            prepare_data(data, None)
-        except ValueError as e:
-            error = e
-    _processes.all_ok(error, "checking the data share")
-    d = _processes.digest
-    ints = {
-        "steps": int(steps),
-        "chunk": int(chunk),
-        "batch_size": -1 if batch_size is None else int(batch_size),
-        "max_consecutive_skips": -1 if max_skips is None else int(max_skips),
-        "checkpoint_every": -1 if checkpoint_every is None else int(checkpoint_every),
-    }
-    _processes.agree(
-        {
-            **ints,
-            "maximize": int(bool(maximize)),
-            "on_nonfinite": d(on_nonfinite),
-            "checkpoint (given or not)": int(checkpoint is not None),
-            "resume (given or not)": int(resume is not None),
-            "key": d(key),
-            "params": d(state.params),
-            "the optimizer's state": d(state.opt_state),
-            "settings": d(settings),
-            "metadata": d(metadata),
-        },
-        shown=frozenset(ints) | {"maximize"},
-    )
 
 
 def fit(
@@ -421,21 +344,21 @@ def fit(
     batching = None
     if processes > 1:
         assert the_mesh is not None and axis is not None  # checked by resolve_mesh
-        _agree_on_args(
+        _processes.agree_on_args(
             data,
             state,
             key,
-            steps,
-            chunk,
-            batch_size,
-            maximize,
-            on_nonfinite,
-            max_consecutive_skips,
-            checkpoint,
-            checkpoint_every,
-            resume,
-            settings,
-            metadata,
+            steps=steps,
+            chunk=chunk,
+            batch_size=batch_size,
+            max_consecutive_skips=max_consecutive_skips,
+            checkpoint_every=checkpoint_every,
+            maximize=maximize,
+            on_nonfinite=on_nonfinite,
+            checkpoint=checkpoint,
+            resume=resume,
+            settings=settings,
+            metadata=metadata,
         )
         data = _processes.global_data(data, the_mesh, axis)
     if data is not None:
@@ -444,7 +367,7 @@ def fit(
         raise ValueError("fit: batch_size was given but data is None")
     writer = jax.process_index() == 0  # with several processes, process 0 writes alone
     if checkpoint is not None:
-        _on_writer(
+        _processes.on_writer(
             processes, "checking the checkpoint path on process 0", check_writable, checkpoint
         )
     hash_data = checkpoint is not None or resume is not None
@@ -453,7 +376,7 @@ def fit(
     del host_data
     history = History.empty()
     if resume is not None:
-        ckpt = _everywhere(
+        ckpt = _processes.everywhere(
             processes,
             "reading the checkpoint",
             _resume,

@@ -17,11 +17,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from typing import TypeVar
 
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from genvi.training._batches import prepare_data
+
+_T = TypeVar("_T")
 
 
 def count() -> int:
@@ -137,6 +143,61 @@ def check_spans(mesh: Mesh, axis: str | None) -> None:
         )
 
 
+def everywhere(processes: int, what: str, fn: Callable[..., _T], *args) -> _T:
+    """``fn(*args)``; with several processes, each learns whether any failed (and then
+    raises), so that none is left waiting for the others."""
+    if processes == 1:
+        return fn(*args)
+    try:
+        out = fn(*args)
+    except Exception as e:
+        all_ok(e, what)  # raises e
+        raise
+    all_ok(None, what)
+    return out
+
+
+def on_writer(processes: int, what: str, fn: Callable, *args) -> None:
+    """``fn(*args)`` on process 0 alone, the others learning whether it failed."""
+    if processes == 1:
+        fn(*args)
+    elif jax.process_index() == 0:
+        everywhere(processes, what, fn, *args)
+    else:
+        all_ok(None, what)
+
+
+#: The arguments of fit compared across processes as numbers, shown when they differ.
+_COUNTS = ("steps", "chunk", "batch_size", "max_consecutive_skips", "checkpoint_every")
+
+
+def agree_on_args(data, state, key, **args) -> None:
+    """With several processes: a valid data share on each, and the same arguments
+    everywhere (``args``: fit's other arguments, by name)."""
+    error = None
+    if data is None:
+        error = ValueError("fit: with several processes, each gives its share of data=")
+    else:
+        try:
+            prepare_data(data, None)
+        except ValueError as e:
+            error = e
+    all_ok(error, "checking the data share")
+    named = {name: -1 if args[name] is None else int(args[name]) for name in _COUNTS}
+    named |= {
+        "maximize": int(bool(args["maximize"])),
+        "on_nonfinite": digest(args["on_nonfinite"]),
+        "checkpoint (given or not)": int(args["checkpoint"] is not None),
+        "resume (given or not)": int(args["resume"] is not None),
+        "key": digest(key),
+        "params": digest(state.params),
+        "the optimizer's state": digest(state.opt_state),
+        "settings": digest(args["settings"]),
+        "metadata": digest(args["metadata"]),
+    }
+    agree(named, shown=frozenset(_COUNTS) | {"maximize"})
+
+
 def global_data(local, mesh: Mesh, axis: str):
     """The global data set, as arrays sharded over the data axis, from this process's
     share ``local`` (same structure, shapes and dtypes on every process; checked)."""
@@ -182,6 +243,9 @@ __all__ = [
     "agree",
     "any_process",
     "check_spans",
+    "everywhere",
+    "on_writer",
+    "agree_on_args",
     "global_data",
     "gather_to_host",
 ]
