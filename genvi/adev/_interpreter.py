@@ -34,6 +34,7 @@ from genvi.combinators._switch import _is_batched
 from genvi.core._errors import StrategyError
 from genvi.distributions._primitive import sample_p
 from genvi.distributions._strategies import ScoreAccumulator, SiteCall
+from genvi.distributions._support import RELAXABLE_CHECK, binary_relaxed
 
 Dual = tuple  # (primal, tangent or None)
 _INLINE = {"jit", "pjit", "closed_call", "core_call", "checkpoint", "remat", "remat2"}
@@ -59,6 +60,31 @@ def _eqn_has_samples(eqn) -> bool:
     from jax.extend.core import jaxprs_in_params
 
     return any(_sample_eqns(j) for j in jaxprs_in_params(eqn.params))
+
+
+def _is_relaxable_check(eqn) -> bool:
+    return eqn.primitive.name in _INLINE and eqn.params.get("name") == RELAXABLE_CHECK
+
+
+@functools.lru_cache(maxsize=4096)
+def _has_relaxable(jaxpr: Jaxpr) -> bool:
+    """Whether ``jaxpr`` or a sub-jaxpr holds a staged boolean-support check."""
+    return any(_is_relaxable_check(e) for e in jaxpr.eqns) or any(
+        _has_relaxable(sub) for sub in subjaxprs(jaxpr)
+    )
+
+
+def _interpreted(eqn) -> bool:
+    """Whether ``eqn`` must be evaluated by this interpreter (not bound whole): it holds
+    random choices, or, while a continuation runs at relaxed binary values (``Rebar``),
+    a boolean-support check that must be relaxed."""
+    if _eqn_has_samples(eqn):
+        return True
+    if not binary_relaxed():
+        return False
+    from jax.extend.core import jaxprs_in_params
+
+    return any(_has_relaxable(j) for j in jaxprs_in_params(eqn.params))
 
 
 def _needs_continuation(jaxprs) -> bool:
@@ -100,6 +126,9 @@ def _bind_fn(eqn):
 
 def eval_eqn(eqn, ins: list[Dual]) -> list[Dual]:
     """Forward-mode evaluation of one deterministic equation on dual numbers."""
+    if binary_relaxed() and _is_relaxable_check(eqn):
+        # a relaxed binary value (Rebar): the density takes its continuous extension
+        return [(jnp.ones(jnp.shape(ins[0][0]), bool), None)]
     f = _bind_fn(eqn)
     primals = [p for p, _ in ins]
     if all(t is None or not _is_float(p) for p, t in ins):
@@ -232,7 +261,7 @@ def _run_segment(jaxpr: Jaxpr, env: dict, i: int, kont, acc: ScoreAccumulator) -
                 return _run_from(jaxpr, env2, _i + 1, kont)
 
             return strategy.jvp_estimate(call, cont)
-        if _eqn_has_samples(eqn):
+        if _interpreted(eqn):
             name = eqn.primitive.name
             if name in _INLINE and _needs_continuation([_inner_jaxpr(eqn)[0]]):
                 inner, inner_consts = _inner_jaxpr(eqn)
@@ -308,7 +337,7 @@ def run_local(jaxpr: Jaxpr, consts: list, args: list[Dual], acc: ScoreAccumulato
             call = _site_call(eqn, ins)
             z, dz = eqn.params["strategy"].local_estimate(call, acc)
             _write(env, eqn.outvars, [(z, dz if _is_float(z) else None)])
-        elif _eqn_has_samples(eqn):
+        elif _interpreted(eqn):
             _write(env, eqn.outvars, eval_local_eqn(eqn, ins, acc))
         else:
             _write(env, eqn.outvars, eval_eqn(eqn, ins))
@@ -326,6 +355,10 @@ def eval_local_eqn(eqn, ins: list[Dual], acc: ScoreAccumulator) -> list[Dual]:
         return _local_scan(eqn, ins, acc)
     if name == "while" and all(t is None for _, t in ins):
         return eval_eqn(eqn, ins)  # nothing to differentiate: plain sampling
+    if not _eqn_has_samples(eqn):
+        # only a boolean-support check that cannot be reached here: bound whole, so a
+        # relaxed value inside scores -inf (a loud estimate), never a wrong finite one
+        return eval_eqn(eqn, ins)
     from jax.extend.core import jaxprs_in_params
 
     from genvi.core._choicemap import format_address

@@ -40,7 +40,7 @@ from genvi.core._keys import check_key
 from genvi.distributions import _strategies as S
 from genvi.distributions._overrides import Recording
 
-_ALL = (S.REPARAM, S.REINFORCE, S.RLOO, S.UnorderedSet(2), S.ENUM, S.MVD)
+_ALL = (S.REPARAM, S.REINFORCE, S.RLOO, S.UnorderedSet(2), S.Rebar(), S.ENUM, S.MVD)
 
 
 @dataclass(frozen=True)
@@ -168,8 +168,9 @@ def select_strategies(
         samples: gradient estimates per assignment for the variance (at least 2).
         repeats: timed calls per assignment (the median is kept).
         candidates: the strategies to try (default: REPARAM, REINFORCE, RLOO,
-            UnorderedSet(2), ENUM and MVD,
-            each where it applies); a sequence for every choice, or a mapping from
+            UnorderedSet(2), Rebar(), ENUM and MVD, each where it applies; REBAR, whose
+            value is a float, is reported as not applicable where the program uses the
+            value as an index); a sequence for every choice, or a mapping from
             addresses to sequences.
 
     Returns:
@@ -255,6 +256,15 @@ def select_strategies(
             grads = jax.jit(jax.vmap(one))(sample_keys)
         except StrategyError as e:
             return Measurement(names(assign), float("nan"), float("nan"), 0.0, str(e))
+        except (TypeError, IndexError, ValueError) as e:
+            floats = [a for a, st in assign.items() if st.float_value]
+            if not floats:
+                raise
+            # a strategy whose value is a float (REBAR), where the program needs an
+            # integer (an index, a comparison): not applicable here, reported as such
+            where = ", ".join(format_address(a) for a in floats)
+            why = f"the program cannot take a float value at {where}: {type(e).__name__}: {e}"
+            return Measurement(names(assign), float("nan"), float("nan"), 0.0, why)
         variance = _total_variance(grads)
         if not np.isfinite(variance):
             return Measurement(

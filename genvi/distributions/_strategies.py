@@ -738,6 +738,139 @@ class GumbelSoftmaxBiased(Strategy):
         return self._draw(call)
 
 
+@dataclass(frozen=True, repr=False)
+class Rebar(Strategy):
+    """REBAR (Tucker, Mnih, Maddison, Lawson and Sohl-Dickstein, 2017): REINFORCE with a
+    control variate made of the program itself at a continuous relaxation of the choice,
+    unbiased and low-variance, for binary choices (flip, bernoulli).
+
+    With logit ``l``, logistic noise ``L`` and ``z = l + L``, the choice is
+    ``b = 1[z > 0]`` (an exact draw). ``z~`` is a second draw of ``z`` *given* ``b``
+    (``z~ = l + logit(w)``, ``w`` uniform on the part of ``(0, 1)`` that gives ``b``, with
+    fresh noise ``v``), and ``s(x) = sigmoid(x / temperature)`` relaxes a logit to a value
+    in ``(0, 1)``. With ``f`` the rest of the program (its estimate of the objective), the
+    gradient estimate is
+
+        [f(b) - eta f(s(z~))] d log p(b) + d f(b) + eta d f(s(z)) - eta d f(s(z~))
+
+    where ``d`` is the total derivative in the parameters, through ``z = z(l, L)`` and
+    ``z~ = z~(l, v, b)`` (reparameterized). ``E[d f(s(z))]`` (the pathwise gradient of
+    the relaxed objective) equals the expectation of the score term at ``z~`` plus
+    ``E[d f(s(z~))]`` (the same expectation, conditioned on ``b``), so the two relaxed
+    terms cancel in expectation: unbiased for any ``eta`` and ``temperature``, which only
+    change the variance (``eta = 0`` is REINFORCE). The estimate of the *value* is
+    ``f(b)``.
+
+    The rest of the program runs three times: at ``b`` (as written) and, vectorized, at
+    the two relaxed values. There a binary density (the choice's own ``log q``, the
+    model's ``log p`` of it) takes its continuous extension
+    ``x log p + (1 - x) log(1 - p)``: genvi stages the support check of flip and
+    bernoulli so that the interpreter can lift it for these two evaluations alone. The
+    program must therefore use the choice in arithmetic (``W @ b``, ``b * x``), not as an
+    index or in a comparison, and so the value is a float (``0.0`` or ``1.0``), as for
+    :class:`GumbelSoftmaxBiased`. A binary density inside a loop body evaluated by
+    ``lax.scan`` is relaxed too; one inside a construct genvi cannot enter scores
+    ``-inf`` at a relaxed value (a loud estimate). Choices whose continuation holds
+    further REBAR choices trace it ``2^depth`` times.
+
+    Select it with ``dist.with_strategy(gv.Rebar(eta, temperature))``. ``eta`` and
+    ``temperature`` are fixed numbers here (REBAR's authors also tune them by the
+    gradient of the estimator's variance, which this strategy does not). It needs the
+    continuation, so it does not run inside a compiled loop. Categorical choices are not
+    supported: their value is an index, which has no relaxation that the rest of a
+    program could take (use ``gv.UnorderedSet(k)``, ``.rloo`` or ``.enum``)."""
+
+    eta: float = 1.0
+    temperature: float = 0.5
+    name = "REBAR"
+    float_value = True
+    needs_continuation = True
+
+    def __post_init__(self):
+        for what, x, positive in (
+            ("eta", self.eta, False),
+            ("temperature", self.temperature, True),
+        ):
+            ok = not isinstance(x, bool) and isinstance(x, (int, float)) and np.isfinite(x)
+            if not ok or (positive and not x > 0):
+                need = "> 0" if positive else "finite"
+                raise StrategyError(f"Rebar needs {what} {need} (a Python number), got {x!r}")
+
+    def __repr__(self) -> str:
+        return f"REBAR(eta={self.eta:g}, temperature={self.temperature:g})"
+
+    def check(self, family):
+        if family.name not in ("flip", "bernoulli"):
+            raise StrategyError(
+                f"Rebar applies to binary choices (flip, bernoulli), not to {family.name}: "
+                "its control variate runs the rest of the program at a relaxed value in "
+                f"(0, 1), and a {family.name}'s value has no such relaxation; for "
+                f"{family.name} use .reinforce, .rloo, gv.UnorderedSet(k), .mvd or .enum"
+            )
+
+    def jvp_estimate(self, call, kont):
+        from genvi.distributions._support import relaxed_binary
+
+        site = call.site
+        out = jax.eval_shape(lambda: site.sample(call.key, call.flat))
+        shape, n = out.shape, int(np.prod(out.shape, dtype=int))
+        ftype = jnp.result_type(float)
+        values = jnp.array([0, 1], out.dtype)
+        _, logp, dlogp = _support_logp(call, values, shape, out.dtype)  # [n, 2]
+        logit = logp[:, 1] - logp[:, 0]
+        k_u, k_v = split_key(call.key)
+        noise = _logistic_rows(k_u, n, logit.dtype)
+        b = logit + noise > 0
+        hard = b.astype(ftype).reshape(shape)
+        if dlogp is None or n == 0:  # no gradient into this choice: its value alone
+            return kont(hard, None)
+        v = _uniform_rows(k_v, n, logit.dtype)
+        dlogit = dlogp[:, 1] - dlogp[:, 0]
+        lam, eta = self.temperature, self.eta
+
+        def conditional(lg):  # z~ given b, by inverting the CDF sigmoid(z - l) on b's part
+            lp1, lp0 = -jax.nn.softplus(-lg), -jax.nn.softplus(lg)  # log p(1), log p(0)
+            log_v, log_1v = jnp.log(v), jnp.log1p(-v)
+            log_w = jnp.where(b, jnp.logaddexp(lp0, log_v + lp1), log_v + lp0)
+            log_1w = jnp.where(b, lp1 + log_1v, jnp.logaddexp(lp1, log_1v + lp0))
+            return lg + log_w - log_1w
+
+        zt, dzt = jax.jvp(conditional, (logit,), (dlogit,))
+        z = logit + noise
+
+        def relax(x, dx):
+            sx = jax.nn.sigmoid(x / lam)
+            return sx.astype(ftype).reshape(shape), (sx * (1 - sx) / lam * dx).astype(
+                ftype
+            ).reshape(shape)
+
+        s, ds = relax(z, dlogit)
+        st, dst = relax(zt, dzt)
+        fb, dfb = kont(hard, None)
+        with relaxed_binary():
+
+            def one(x, dx):
+                fv, dfv = kont(x, dx)
+                return fv, _zeros_if_none(dfv, fv)
+
+            fr, dfr = jax.vmap(one)(jnp.stack([s, st]), jnp.stack([ds, dst]))
+        dlogp_b = jnp.where(b, dlogp[:, 1], dlogp[:, 0])
+        score = jnp.sum(dlogp_b)
+        tangent = _zeros_if_none(dfb, fb) + (fb - eta * fr[1]) * score + eta * (dfr[0] - dfr[1])
+        return fb, tangent
+
+
+def _uniform_rows(key, n: int, dtype):
+    """Uniform noise on ``(0, 1)`` ``[n]`` for the ``n`` elements of a site (see
+    :func:`_gumbel_rows`); never exactly 0, whose logarithm the callers take."""
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    keys = (key if typed else jax.random.wrap_key_data(key)).reshape(-1)
+    per = n // keys.shape[0]
+    tiny = jnp.finfo(dtype).tiny
+    draw = jax.vmap(lambda kk: jax.random.uniform(kk, (per,), dtype, minval=tiny))(keys)
+    return draw.reshape(n)
+
+
 def _logistic_rows(key, n: int, dtype):
     """Logistic noise ``[n]`` for the ``n`` elements of a site (see :func:`_gumbel_rows`)."""
     typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)

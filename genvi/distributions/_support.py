@@ -32,11 +32,16 @@ Conventions:
   fixed 1e-6 would mask genuine float32 samples of large ``K``.
 - A discrete support (flip, categorical, poisson, binomial, ...) needs whole numbers in
   range; a float value of a bounded integer support (categorical's indices) is cast to
-  integers after masking, so a traced ``1.0`` scores as category 1.
+  integers after masking, so a traced ``1.0`` scores as category 1. A binary value stays
+  a float (its formula takes one), and its check is staged as a named call that
+  ``gv.Rebar`` relaxes (:func:`genvi_boolean_support`).
 - A support that numpyro cannot state (``constraints.dependent``) is not masked.
 """
 
 from __future__ import annotations
+
+import contextlib
+import contextvars
 
 import jax
 import jax.numpy as jnp
@@ -87,7 +92,44 @@ def _check(support, x):
     if isinstance(support, C.less_than):
         hi = support.upper_bound
         return x <= hi, x == hi
+    if support is C.boolean or isinstance(support, type(C.boolean)):
+        return _boolean_values(x), None
     return jnp.asarray(support(x)), None
+
+
+def genvi_boolean_support(x):
+    """Whether each element of ``x`` is 0 or 1. Staged as a named call (its name is
+    :data:`RELAXABLE_CHECK`) so that the ADEV interpreter can find it: while it evaluates
+    the rest of a program at a *relaxed* binary value (``gv.Rebar``), it takes this check
+    as passed, so that a flip's or bernoulli's density at ``x`` in (0, 1) is the formula's
+    continuous extension ``x log p + (1 - x) log(1 - p)`` instead of ``-inf``. Everywhere
+    else (the GFI, every other strategy, code outside genvi) it is the plain check."""
+    return (x == 0) | (x == 1)
+
+
+_boolean_values = jax.jit(genvi_boolean_support)
+#: the name of the staged boolean-support check (see :func:`genvi_boolean_support`)
+RELAXABLE_CHECK = "genvi_boolean_support"
+
+# Whether the ADEV interpreter is evaluating a continuation at relaxed binary values. A
+# context variable: set only while genvi traces such a continuation, private to the
+# thread (and task) that traces it.
+_RELAXED: contextvars.ContextVar[bool] = contextvars.ContextVar("genvi_relaxed", default=False)
+
+
+@contextlib.contextmanager
+def relaxed_binary():
+    """Within: the ADEV interpreter takes every staged boolean-support check as passed."""
+    token = _RELAXED.set(True)
+    try:
+        yield
+    finally:
+        _RELAXED.reset(token)
+
+
+def binary_relaxed() -> bool:
+    """Whether a continuation is being evaluated at relaxed binary values."""
+    return _RELAXED.get()
 
 
 def masked_log_prob(d, value):
@@ -106,7 +148,7 @@ def masked_log_prob(d, value):
         feasible = None
     safe = value if feasible is None else jnp.where(ok_v, value, feasible)
     if (
-        isinstance(support, (C.integer_interval, type(C.boolean)))
+        isinstance(support, C.integer_interval)
         and jnp.issubdtype(safe.dtype, jnp.floating)
         and feasible is not None
     ):

@@ -126,6 +126,7 @@ def test_choices_that_cannot_run_are_listed_not_chosen(key):
     assert {m.strategies[("chain", "b")] for m in errors} == {
         "RLOO",
         "UNORDERED_SET",
+        "REBAR",
         "ENUM",
         "MVD",
     }
