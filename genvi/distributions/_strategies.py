@@ -860,6 +860,145 @@ class Rebar(Strategy):
         return fb, tangent
 
 
+@dataclass(frozen=True, repr=False)
+class Relax(Strategy):
+    """RELAX (Grathwohl, Choi, Wu, Roeder and Duvenaud, 2018): REINFORCE with a learned,
+    differentiable control variate ``c`` of the choice's continuous relaxation, for
+    binary and categorical choices (flip, bernoulli, categorical).
+
+    The choice is an exact draw through noise: for a categorical with log probabilities
+    ``l`` (last axis K), Gumbel noise ``G``, ``z = l + G`` and ``b = argmax z``; for a
+    binary one with logit ``l``, logistic noise ``L``, ``z = l + L`` and ``b = 1[z > 0]``.
+    ``z~`` is a second draw of ``z`` *given* ``b`` (truncated Gumbel, resp. logistic,
+    noise, by inverting the CDF with fresh uniforms). With ``f`` the rest of the program,
+
+        d f(b) + [f(b) - c(z~)] d log p(b) + d c(z) - d c(z~)
+
+    the derivatives total through ``z = z(l, G)`` and ``z~ = z~(l, v, b)``. Since ``z``
+    and ``z~`` have the same law, and ``E[d c(z~) | b]`` is the derivative of
+    ``E[c(z~) | b]`` with ``b`` held, the last three terms have expectation zero: unbiased
+    for every ``c``. ``c = 0`` is REINFORCE; a good ``c`` approximates ``f`` as a function
+    of the relaxation.
+
+    ``surrogate(params, z) -> scalar`` is the control variate for the whole site (``z``
+    shaped as the value, with a last axis of K for a categorical; one row per element of
+    a vectorized choice), ``params`` a dynamic operand: one array (for a network, its
+    parameters flattened with ``jax.flatten_util.ravel_pytree``). The objective's gradient
+    does not reach ``params``; train them to reduce the estimator's variance, e.g. on the
+    sum of squares of the gradient estimate in the other parameters (its mean is the
+    squared gradient, which ``params`` cannot change): ``jax.grad`` of it in ``params``
+    differentiates through the estimator. Select it with
+    ``dist.with_strategy(gv.Relax(surrogate), (params,))``. The rest of the program runs
+    once, at ``b``, so it also runs inside compiled loops (``gv.scan``), and the value is
+    the family's own (an integer)."""
+
+    surrogate: Callable
+    name = "RELAX"
+
+    def __repr__(self) -> str:
+        return f"RELAX({getattr(self.surrogate, '__name__', 'surrogate')})"
+
+    def n_operands(self) -> int:
+        return 1
+
+    def check(self, family):
+        if family.name not in ("flip", "bernoulli", "categorical"):
+            raise StrategyError(
+                f"Relax applies to binary and categorical choices (flip, bernoulli, "
+                f"categorical), not to {family.name}: its relaxation is the Gumbel-max (or "
+                "logistic) noise of such a draw"
+            )
+
+    def _terms(self, call):
+        """``(b, dlogp(b) [n], baseline c(z~), extra tangent dc(z) - dc(z~))``; the tangent
+        parts are None when no tangent reaches the choice's parameters."""
+        site = call.site
+        out = jax.eval_shape(lambda: site.sample(call.key, call.flat))
+        shape, n = out.shape, int(np.prod(out.shape, dtype=int))
+        categorical = site.family.name == "categorical"
+        if categorical:
+            values = jnp.asarray(site.support_values(call.flat))
+        else:
+            values = jnp.array([0, 1], out.dtype)
+        nv = int(values.shape[0])
+        _, logp, dlogp = _support_logp(call, values, shape, out.dtype)  # [n, V]
+        k_u, k_v = split_key(call.key)
+        params = call.operands[0]
+        if categorical:
+            noise = _gumbel_rows(k_u, n, nv, logp.dtype)
+            loc, dloc = logp, dlogp
+            z = loc + noise
+            pick = jnp.argmax(z, axis=1)
+            b = values.astype(out.dtype)[pick].reshape(shape)
+            zshape = shape + (nv,)
+        else:
+            loc = logp[:, 1] - logp[:, 0]
+            dloc = None if dlogp is None else dlogp[:, 1] - dlogp[:, 0]
+            z = loc + _logistic_rows(k_u, n, loc.dtype)
+            pick = (z > 0).astype(jnp.int32)
+            b = pick.astype(out.dtype).reshape(shape)
+            zshape = shape
+        if dlogp is None or n == 0:
+            return b, None, None, None
+        v = (
+            _uniform_rows(k_v, n * nv, loc.dtype).reshape(n, nv)
+            if categorical
+            else _uniform_rows(k_v, n, loc.dtype)
+        )
+
+        def conditional(lg):
+            if categorical:
+                log_v = -jnp.log(-jnp.log(v))  # standard Gumbel draws, by inversion
+                top = jax.scipy.special.logsumexp(lg, axis=1, keepdims=True)
+                m = top + jnp.take_along_axis(log_v, pick[:, None], axis=1)  # the max
+                # the others: Gumbel(l_k) truncated below m, by inverting its CDF
+                rest = lg - jnp.log(-jnp.log(v) + jnp.exp(lg - m))
+                onehot = jax.nn.one_hot(pick, nv, dtype=bool)
+                return jnp.where(onehot, m, rest)
+            hit = pick.astype(bool)
+            lp1, lp0 = -jax.nn.softplus(-lg), -jax.nn.softplus(lg)
+            log_v, log_1v = jnp.log(v), jnp.log1p(-v)
+            log_w = jnp.where(hit, jnp.logaddexp(lp0, log_v + lp1), log_v + lp0)
+            log_1w = jnp.where(hit, lp1 + log_1v, jnp.logaddexp(lp1, log_1v + lp0))
+            return lg + log_w - log_1w
+
+        zt, dzt = jax.jvp(conditional, (loc,), (dloc,))
+
+        def c(x):
+            out_c = jnp.asarray(self.surrogate(params, x.reshape(zshape)))
+            if out_c.shape != ():
+                raise StrategyError(
+                    f"the RELAX surrogate at {call.where()} returned shape {out_c.shape}; "
+                    "it must return one scalar for the whole site (sum over its elements)"
+                )
+            return out_c
+
+        _, dc = jax.jvp(c, (z,), (dloc,))  # z = loc + noise: dz = dloc
+        ct, dct = jax.jvp(c, (zt,), (dzt,))
+        if categorical:
+            dlogp_b = jnp.take_along_axis(dlogp, pick[:, None], axis=1)[:, 0]
+        else:
+            dlogp_b = jnp.where(pick.astype(bool), dlogp[:, 1], dlogp[:, 0])
+        return b, dlogp_b, ct, dc - dct
+
+    def jvp_estimate(self, call, kont):
+        b, dlogp_b, ct, extra = self._terms(call)
+        v, dv = kont(b, None)
+        if dlogp_b is None:
+            return v, dv
+        return v, _zeros_if_none(dv, v) + (v - ct) * jnp.sum(dlogp_b) + extra
+
+    def local_estimate(self, call, acc):
+        b, dlogp_b, ct, extra = self._terms(call)
+        if dlogp_b is not None:
+            assert ct is not None and extra is not None
+            # dv += v * S - B, with S += dlogp and B += c(z~) dlogp - (dc(z) - dc(z~))
+            acc.add(dlogp_b, jnp.broadcast_to(ct, jnp.shape(dlogp_b)))
+            assert acc.b is not None
+            acc.b = acc.b - extra
+        return b, None
+
+
 def _uniform_rows(key, n: int, dtype):
     """Uniform noise on ``(0, 1)`` ``[n]`` for the ``n`` elements of a site (see
     :func:`_gumbel_rows`); never exactly 0, whose logarithm the callers take."""
