@@ -81,6 +81,7 @@ class Estimator:
     objective: str = "elbo"  # or "vimco"
     particles: int = 1
     learned_baseline: bool = False
+    relax: bool = False  # b: the surrogate's parameters, trained on the squared gradient
     biased: bool = False
     runs: Callable[[int, int], int] = lambda units, layers: 1
 
@@ -89,6 +90,31 @@ def _per_element(values: int):
     """The runs of a rule that evaluates the rest of the program at ``values`` values of
     each element of each layer (ENUM, MVD, the unordered set): nested, per layer."""
     return lambda units, layers: (values * units + 1) ** layers
+
+
+RELAX_HIDDEN = 16
+
+
+def relax_shapes(units: int) -> dict:
+    return {
+        "w1": (units, RELAX_HIDDEN),
+        "b1": (RELAX_HIDDEN,),
+        "w2": (RELAX_HIDDEN,),
+        "b2": (),
+    }
+
+
+def relax_surrogate(params, z):
+    """RELAX's control variate of one layer's relaxation ``z`` [units]: a small MLP of
+    ``sigmoid(z)``; ``params`` flat (``relax_shapes`` in order)."""
+    units = z.shape[-1]
+    out, i = {}, 0
+    for k, shape in relax_shapes(units).items():
+        size = int(np.prod(shape, dtype=int))
+        out[k] = params[i : i + size].reshape(shape)
+        i += size
+    h = jnp.tanh(jax.nn.sigmoid(z) @ out["w1"] + out["b1"])
+    return jnp.sum(h @ out["w2"] + out["b2"])
 
 
 ESTIMATORS: dict[str, Estimator] = {
@@ -129,6 +155,18 @@ ESTIMATORS: dict[str, Estimator] = {
         lambda b: gv.bernoulli.with_strategy(gv.UnorderedSet(2)),
         "unordered set estimator, sets of 2 (for a binary unit: both values, element-wise)",
         runs=_per_element(2),
+    ),
+    "rebar": Estimator(
+        lambda b: gv.bernoulli.with_strategy(gv.Rebar(1.0, 0.5)),
+        "REBAR, eta 1, temperature 0.5: the program at the draw and at two relaxed values, "
+        "gv.bernoulli.with_strategy(gv.Rebar(1.0, 0.5)) (nested: 3^L runs)",
+        runs=lambda units, layers: 3**layers,
+    ),
+    "relax": Estimator(
+        lambda b: gv.bernoulli.with_strategy(gv.Relax(relax_surrogate), (b,)),
+        "RELAX: a surrogate MLP of sigmoid(z) (200-16-1, tanh, shared by the layers) trained "
+        "on the squared guide gradient, gv.bernoulli.with_strategy(gv.Relax(c), (params,))",
+        relax=True,
     ),
     "gumbel_st": Estimator(
         lambda b: gv.bernoulli.with_strategy(gv.GumbelSoftmaxBiased(1.0)),
@@ -259,6 +297,8 @@ def genvi_runner(name, est: Estimator, layers, p0, opt, batch: int, seed: int, x
     train_key = jax.random.key(seed + 100)
 
     def baselines(state, xs):
+        if est.relax:  # the surrogate's parameters, the same for every image
+            return jnp.broadcast_to(state["rparams"], (xs.shape[0],) + state["rparams"].shape)
         if not est.learned_baseline:
             return jnp.zeros(xs.shape[0])
         return state["c"] + baseline_mlp(state["bparams"], xs)
@@ -277,6 +317,19 @@ def genvi_runner(name, est: Estimator, layers, p0, opt, batch: int, seed: int, x
         vs, g = objective_and_grad(state["params"], jax.random.fold_in(train_key, t), xs, bs)
         upd, opt_state = opt.update(jax.tree.map(jnp.negative, g), state["opt"], state["params"])
         new = dict(state, params=optax.apply_updates(state["params"], upd), opt=opt_state)
+        if est.relax:
+            # the surrogate minimizes the variance: the mean of the gradient is the same
+            # for every surrogate, so the squared norm of the estimate is its variance plus
+            # a constant; differentiated through the estimator (on the same key and images)
+            def sq(rp):
+                bs_r = jnp.broadcast_to(rp, (xs.shape[0],) + rp.shape)
+                key_t = jax.random.fold_in(train_key, t)
+                _, g_r = objective_and_grad(state["params"], key_t, xs, bs_r)
+                return jnp.sum(ravel_pytree(g_r["guide"])[0] ** 2)
+
+            rupd, ropt_state = bopt.update(jax.grad(sq)(state["rparams"]), state["ropt"])
+            new["rparams"] = optax.apply_updates(state["rparams"], rupd)
+            new["ropt"] = ropt_state
         if est.learned_baseline:
             target = jax.lax.stop_gradient(vs) - state["c"]
             loss = lambda bp: jnp.mean((target - baseline_mlp(bp, xs)) ** 2)  # noqa: E731
@@ -293,6 +346,11 @@ def genvi_runner(name, est: Estimator, layers, p0, opt, batch: int, seed: int, x
         return jnp.mean(vs), ravel_pytree(g["guide"])[0]
 
     state: dict[str, Any] = {"params": p0, "opt": opt.init(p0)}
+    if est.relax:
+        units = p0["guide"][0]["w"].shape[1]
+        size = sum(int(np.prod(sh, dtype=int)) for sh in relax_shapes(units).values())
+        rp = 0.01 * jax.random.normal(jax.random.key(seed + 400), (size,))
+        state.update(rparams=rp, ropt=bopt.init(rp))
     if est.learned_baseline:
         bp = init_baseline(jax.random.key(seed + 200), pixels)
         c0 = jnp.mean(f(p0, jax.random.key(seed + 300), xs0, jnp.zeros(xs0.shape[0])))

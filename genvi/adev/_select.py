@@ -296,7 +296,8 @@ def select_strategies(
                 if signature in tried:
                     continue
                 if time.perf_counter() - started > budget_s:
-                    skipped.append(names(trial))
+                    if names(trial) not in skipped:  # a later pass may meet it again
+                        skipped.append(names(trial))
                     continue
                 tried.add(signature)
                 m = measure(trial)

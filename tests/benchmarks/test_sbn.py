@@ -17,7 +17,16 @@ sbn = pytest.importorskip("sbn")
 
 def test_gradients_match_brute_force_and_the_biased_one_is_seen():
     pytest.importorskip("numpyro")
-    names = ["reinforce", "nvil", "rloo4", "enum", "gumbel_st", "numpyro_tracegraph"]
+    names = [
+        "reinforce",
+        "nvil",
+        "rloo4",
+        "enum",
+        "rebar",
+        "relax",
+        "gumbel_st",
+        "numpyro_tracegraph",
+    ]
     stats = sbn.check_exact(2, names, n_keys=1000)  # raises CheckFailed if one is biased
     assert set(stats) == set(names)
     # The check can fail: Gumbel straight-through is biased, and it shows.
