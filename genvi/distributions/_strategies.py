@@ -738,6 +738,17 @@ class GumbelSoftmaxBiased(Strategy):
         return self._draw(call)
 
 
+def _logistic_given_binary(logit, v, b):
+    """``z~ = logit + L`` drawn given ``b = 1[z > 0]``, from uniforms ``v``: the CDF
+    ``sigmoid(z - logit)`` inverted on the part of ``(0, 1)`` that gives ``b``, in log
+    space (``w = 1 - p + v p`` for ``b = 1``, ``w = v (1 - p)`` for ``b = 0``)."""
+    lp1, lp0 = -jax.nn.softplus(-logit), -jax.nn.softplus(logit)  # log p(1), log p(0)
+    log_v, log_1v = jnp.log(v), jnp.log1p(-v)
+    log_w = jnp.where(b, jnp.logaddexp(lp0, log_v + lp1), log_v + lp0)
+    log_1w = jnp.where(b, lp1 + log_1v, jnp.logaddexp(lp1, log_1v + lp0))
+    return logit + log_w - log_1w
+
+
 @dataclass(frozen=True, repr=False)
 class Rebar(Strategy):
     """REBAR (Tucker, Mnih, Maddison, Lawson and Sohl-Dickstein, 2017): REINFORCE with a
@@ -828,14 +839,7 @@ class Rebar(Strategy):
         dlogit = dlogp[:, 1] - dlogp[:, 0]
         lam, eta = self.temperature, self.eta
 
-        def conditional(lg):  # z~ given b, by inverting the CDF sigmoid(z - l) on b's part
-            lp1, lp0 = -jax.nn.softplus(-lg), -jax.nn.softplus(lg)  # log p(1), log p(0)
-            log_v, log_1v = jnp.log(v), jnp.log1p(-v)
-            log_w = jnp.where(b, jnp.logaddexp(lp0, log_v + lp1), log_v + lp0)
-            log_1w = jnp.where(b, lp1 + log_1v, jnp.logaddexp(lp1, log_1v + lp0))
-            return lg + log_w - log_1w
-
-        zt, dzt = jax.jvp(conditional, (logit,), (dlogit,))
+        zt, dzt = jax.jvp(lambda lg: _logistic_given_binary(lg, v, b), (logit,), (dlogit,))
         z = logit + noise
 
         def relax(x, dx):
@@ -955,12 +959,7 @@ class Relax(Strategy):
                 rest = lg - jnp.log(-jnp.log(v) + jnp.exp(lg - m))
                 onehot = jax.nn.one_hot(pick, nv, dtype=bool)
                 return jnp.where(onehot, m, rest)
-            hit = pick.astype(bool)
-            lp1, lp0 = -jax.nn.softplus(-lg), -jax.nn.softplus(lg)
-            log_v, log_1v = jnp.log(v), jnp.log1p(-v)
-            log_w = jnp.where(hit, jnp.logaddexp(lp0, log_v + lp1), log_v + lp0)
-            log_1w = jnp.where(hit, lp1 + log_1v, jnp.logaddexp(lp1, log_1v + lp0))
-            return lg + log_w - log_1w
+            return _logistic_given_binary(lg, v, pick.astype(bool))
 
         zt, dzt = jax.jvp(conditional, (loc,), (dloc,))
 
