@@ -9,7 +9,8 @@ default (``--particles``):
 - ``hand_one_key``: hand-written JAX drawing all ``K x B x Z`` noise from one key (the
   cheapest program: one PRNG call);
 - ``hand_genvi_keys``: the same hand-written objective drawing each particle's noise with
-  the keys genvi derives (``split`` into K keys, then the key of address ``"z"``), so its
+  the keys genvi derives (``gv.objectives.particle_keys``, then the key of address
+  ``"z"``: elementwise arithmetic, see ``genvi/core/_derive.py``), so its
   value and gradient must equal genvi's on the same key (checked before timing).
 
 Compile times (``jit(...).lower(...).compile()``, a fresh function each round so nothing
@@ -77,7 +78,7 @@ def make_programs(particles: int):
         return jax.value_and_grad(_bound)(params, x, eps)
 
     def hand_genvi_keys(params, key, x):
-        keys = jax.random.split(key, particles)
+        keys = gv.objectives.particle_keys(key, particles)
         eps = jax.vmap(lambda k: jax.random.normal(address_key(k, ("z",)), (B, Z)))(keys)
         return jax.value_and_grad(_bound)(params, x, eps)
 

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from genvi.combinators._steps import run_steps
 from genvi.core._choicemap import choice_map, format_address
+from genvi.core._derive import row_keys
 from genvi.core._errors import ChoiceTypeError, ModelingError
 from genvi.core._genfn import GenerativeFunction
 from genvi.core._keys import check_key
@@ -67,7 +68,7 @@ class ScanGF(GenerativeFunction):
     def simulate(self, key, carry, xs=None) -> Trace:
         check_key(key, f"{self.name}.simulate", single=True)
         n = self._length(xs)
-        keys = jax.random.split(key, n)
+        keys = row_keys(key, n)
 
         seen: dict = {}
 
@@ -123,7 +124,7 @@ class ScanGF(GenerativeFunction):
             c2, y = self._split_ret(ret, self.name)
             return c2, (logp, y)
 
-        keys = jax.random.split(key, n)
+        keys = row_keys(key, n)
         c, (logps, ys) = run_steps(body, carry, (keys, cm, xs), n)
         return jnp.sum(logps), (c, ys)
 
@@ -132,7 +133,7 @@ class ScanGF(GenerativeFunction):
         n = self._length(xs)
         cm = choice_map(constraints)
         self._check(cm, n)
-        keys = jax.random.split(key, n)
+        keys = row_keys(key, n)
         origins = cm.origins()
         seen: dict = {}
 

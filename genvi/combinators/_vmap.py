@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from genvi.core._choicemap import ChoiceMap, choice_map, format_address
+from genvi.core._derive import row_keys
 from genvi.core._errors import ChoiceTypeError
 from genvi.core._genfn import GenerativeFunction
 from genvi.core._keys import check_key
@@ -91,7 +92,7 @@ class VmapGF(GenerativeFunction):
     def simulate(self, key, *args) -> Trace:
         check_key(key, f"{self.name}.simulate", single=True)
         axes, n = self._prep(args)
-        keys = jax.random.split(key, n)
+        keys = row_keys(key, n)
         seen: dict = {}
 
         def one(k, *a):
@@ -136,7 +137,7 @@ class VmapGF(GenerativeFunction):
         logp, retval = jax.vmap(
             lambda k, c, *a: self.gf.estimate_logpdf(k, c.with_origins(origins), *a),
             in_axes=(0, 0, *axes),
-        )(jax.random.split(key, n), cm, *args)
+        )(row_keys(key, n), cm, *args)
         return self._sum(logp, n), retval
 
     def importance(self, key, constraints, *args):
@@ -144,7 +145,7 @@ class VmapGF(GenerativeFunction):
         axes, n = self._prep(args)
         cm = choice_map(constraints)
         self._check_leading(cm, n)
-        keys = jax.random.split(key, n)
+        keys = row_keys(key, n)
         origins = cm.origins()
         seen: dict = {}
 

@@ -22,7 +22,6 @@ import contextvars
 import zlib
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
 from genvi.core._choicemap import (
@@ -32,6 +31,7 @@ from genvi.core._choicemap import (
     format_address,
     normalize_address,
 )
+from genvi.core._derive import derive_key
 from genvi.core._errors import AddressError, ModelingError
 from genvi.core._origin import check_compatible, origin_of
 
@@ -107,7 +107,7 @@ def address_key(key, addr: Address):
     an address whose hash no earlier sibling address shares (see
     :meth:`Handler.key_for`). Hand-written code that must draw the same noise as genvi
     (the benchmarks) uses it."""
-    return jax.random.fold_in(key, _address_hash(normalize_address(addr), 0))
+    return derive_key(key, _address_hash(normalize_address(addr), 0))
 
 
 def _address_hash(addr: Address, salt: int) -> int:
@@ -151,8 +151,8 @@ class Handler:
         return False
 
     def key_for(self, key, addr: Address):
-        """The key of the choice (or call) at ``addr``: ``key`` folded with a hash of the
-        address, so that a choice's randomness depends on its address, not on the order of
+        """The key of the choice (or call) at ``addr``: ``key``'s stream of a hash of the
+        address (:func:`genvi.core._derive.derive_key`), so that a choice's randomness depends on its address, not on the order of
         visits. Two addresses of one generative function never share a key: should a
         second address hash to a value an earlier one has (a 1 in 2^31 chance a pair), it
         is rehashed with a salt until it is unique. The program visits its addresses in a
@@ -163,7 +163,7 @@ class Handler:
             salt += 1
             h = _address_hash(addr, salt)
         self._hashes[h] = addr
-        return jax.random.fold_in(key, h)
+        return derive_key(key, h)
 
     def check_trace(self, addr: Address, gf) -> None:
         """Raise if this visit happens inside a JAX transformation that began inside the

@@ -12,6 +12,7 @@ from genvi.core._choicemap import choice_map
 from genvi.core._errors import ChoiceTypeError
 from genvi.core._genfn import GenerativeFunction
 from genvi.core._keys import check_key
+from genvi.core._particles import particle_keys
 from genvi.core._trace import Trace
 
 
@@ -71,6 +72,6 @@ def importance_sampling(
             f"importance_sampling: args must be a tuple of {model.name}'s arguments, e.g. "
             f"(theta,) (or () for none), got {type(args).__name__}"
         )
-    keys = jax.random.split(key, particles)
+    keys = particle_keys(key, particles)
     traces, logw = jax.vmap(lambda k: model.importance(k, obs, *args))(keys)
     return ImportanceResult(traces, logw, logsumexp(logw) - jnp.log(particles))

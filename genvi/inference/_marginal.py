@@ -43,6 +43,7 @@ from jax.scipy.special import logsumexp
 
 from genvi.core import _handlers as handlers
 from genvi.core._choicemap import Address, ChoiceMap, choice_map, format_address, normalize_address
+from genvi.core._derive import row_keys
 from genvi.core._errors import AddressError, ModelingError
 from genvi.core._genfn import GenerativeFunction, StaticGenerativeFunction
 from genvi.core._particles import particle_keys
@@ -177,7 +178,7 @@ class Marginal(GenerativeFunction):
             tr, logw = self.gf.importance(key, kept, *args)
             self._check_density_choices(kept, tr.choices)
             return logw, tr.retval
-        k1, k2 = jax.random.split(key)
+        k1, k2 = row_keys(key, 2)
         ptr = self.proposal.simulate(k1, kept, *args)
         self._check_proposal_choices(ptr.choices)
         logp, ret = self.gf.estimate_logpdf(k2, kept.merge(ptr.choices), *args)
@@ -192,7 +193,7 @@ class Marginal(GenerativeFunction):
         """Sample ``(z, u_0) ~ p`` and keep ``z``. The score is ``log p̂(z)`` from
         ``u_0`` and ``particles - 1`` fresh draws of the proposal: ``exp(-score)`` is an
         unbiased estimate of ``1 / p(z)``."""
-        k0, k1, k2 = jax.random.split(key, 3)
+        k0, k1, k2 = row_keys(key, 3)
         tr = self.gf.simulate(k0, *args)
         kept, u0 = partition(tr.choices, list(self.over))
         self._check_present(u0, tr.choices)
@@ -264,7 +265,7 @@ class Marginal(GenerativeFunction):
         ``K``-particle estimate that includes the sampled ``u``."""
         cm = choice_map(constraints)
         self._check_no_marginalized(cm, "importance")
-        k0, k1, k2 = jax.random.split(key, 3)
+        k0, k1, k2 = row_keys(key, 3)
         if cm.is_empty():
             return self.simulate(k0, *args), jnp.zeros(())
         tr, w = self.gf.importance(k0, cm, *args)

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
 from genvi.core._choicemap import choice_map
+from genvi.core._derive import row_keys
 from genvi.core._errors import ModelingError
 from genvi.core._genfn import GenerativeFunction
 from genvi.core._particles import particle_keys
@@ -91,7 +92,7 @@ class Normalized(GenerativeFunction):
         """``n`` particles from the proposal: ``(choices, log γ, log w, retvals)``."""
 
         def one(k):
-            k1, k2 = jax.random.split(k)
+            k1, k2 = row_keys(k, 2)
             tr = self.proposal.simulate(k1, *proposal_args)
             logp, logw, ret = self._one(k2, tr.choices, model_args, proposal_args, tr.score)
             return tr.choices, logp, logw, ret
@@ -102,7 +103,7 @@ class Normalized(GenerativeFunction):
         """One SIR draw ``z_j``; score ``log γ(z_j) - log Ẑ`` (``exp(-score)`` is unbiased
         for ``1 / q_SIR(z_j)``); retval: the model's return value at ``z_j``."""
         _check_args(model_args, proposal_args)
-        k1, k2 = jax.random.split(key)
+        k1, k2 = row_keys(key, 2)
         zs, logp, logw, rets = self._particles(k1, model_args, proposal_args, self.particles)
         j = self.selection.simulate(k2, logw).retval
         pick = lambda a: a[j]  # noqa: E731
@@ -115,7 +116,7 @@ class Normalized(GenerativeFunction):
         ``exp`` of it is an unbiased estimate of ``q_SIR(z)``."""
         _check_args(model_args, proposal_args)
         z = choice_map(choices)
-        k1, k2, k3 = jax.random.split(key, 3)
+        k1, k2, k3 = row_keys(key, 3)
         logq, _ = self.proposal.estimate_logpdf(k1, z, *proposal_args)
         logp, logw_z, ret = self._one(k2, z, model_args, proposal_args, logq)
         logws = logw_z[None]

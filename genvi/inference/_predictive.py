@@ -94,7 +94,8 @@ def importance_resample(
         >>> bool(abs(res.latents["z"].mean() - 1.0) < 0.1)      # the posterior mean is 1
         True
     """
-    from genvi.objectives._common import log_joint
+    from genvi.core._particles import particle_keys
+    from genvi.objectives._common import log_joint, model_key
 
     who = "importance_resample"
     check_key(key, who, single=True)
@@ -108,14 +109,13 @@ def importance_resample(
     obs = choice_map(observations)
 
     def particle(k):
-        k1, k2 = jax.random.split(k)
-        tr = guide.simulate(k1, *guide_args)
-        return tr.choices, log_joint(k2, model, tr.choices, obs, model_args) - tr.score
+        tr = guide.simulate(k, *guide_args)
+        return tr.choices, log_joint(model_key(k), model, tr.choices, obs, model_args) - tr.score
 
     @jax.jit
     def run(key):
         k1, k2 = jax.random.split(key)
-        choices, lw = jax.vmap(particle)(jax.random.split(k1, particles))
+        choices, lw = jax.vmap(particle)(particle_keys(k1, particles))
         idx = jax.random.categorical(k2, lw, shape=(draws,))
         return jax.tree.map(lambda a: a[idx], choices), lw
 

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from jax.extend.core import subjaxprs
 
 from genvi.core._choicemap import ChoiceMap, choice_map, format_address
+from genvi.core._derive import derive_key
 from genvi.core._errors import AddressError, ChoiceTypeError, StrategyError
 from genvi.core._particles import particle_keys
 
@@ -177,7 +178,7 @@ def model_key(key):
         >>> bool((jax.random.key_data(k_model) != jax.random.key_data(key)).any())
         True
     """
-    return jax.random.fold_in(key, _MODEL_STREAM)
+    return derive_key(key, _MODEL_STREAM)
 
 
 def check_particles(particles: int, name: str, minimum: int = 1) -> int:

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from genvi.adev._expectation import Expectation, expectation
+from genvi.core._derive import row_keys
 from genvi.core._errors import StrategyError
 from genvi.core._genfn import StaticGenerativeFunction
 from genvi.core._particles import particle_keys
@@ -61,7 +62,7 @@ def elbo(model, guide, *, stl: bool = False) -> Expectation:
     @expectation
     def elbo_objective(key, model_args, guide_args, observations):
         check_convention(model_args, guide_args, observations, "elbo")
-        k1, k2, k3 = jax.random.split(key, 3)
+        k1, k2, k3 = row_keys(key, 3)
         tr = guide.simulate(k1, *guide_args)
         logp = log_joint(k2, model, tr.choices, observations, model_args)
         logq = tr.score
@@ -124,7 +125,7 @@ def iwae(model, guide, particles: int = 5, *, dreg: bool = False) -> Expectation
         check_reparam(guide, guide_args, "iwae(dreg=True)")
 
         def one(k):
-            k1, k2, k3 = jax.random.split(k, 3)
+            k1, k2, k3 = row_keys(k, 3)
             tr = guide.simulate(k1, *guide_args)  # z(eps, phi): pathwise in phi
             logq_fixed, _ = guide.estimate_logpdf(k3, tr.choices, *sg(guide_args))
             # the same density estimate twice (same key): through z only, through theta only

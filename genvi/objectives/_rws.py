@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from genvi.adev._expectation import Expectation, expectation
 from genvi.core._choicemap import ChoiceMap, choice_map
+from genvi.core._derive import row_keys
 from genvi.core._errors import AddressError
 from genvi.core._particles import particle_keys
 from genvi.objectives._common import check_convention, check_particles, log_joint, logmeanexp, sg
@@ -85,7 +86,7 @@ def rws(model, guide, particles: int = 5, amortize: Callable | None = None) -> R
 
     def weights(key, model_args, guide_args, observations, model_grad):
         def one(k):
-            k1, k2, k3 = jax.random.split(k, 3)
+            k1, k2, k3 = row_keys(k, 3)
             tr = guide.simulate(k1, *sg(guide_args))
             z = sg(tr.choices)
             logq, _ = guide.estimate_logpdf(k2, z, *guide_args)
@@ -110,7 +111,7 @@ def rws(model, guide, particles: int = 5, amortize: Callable | None = None) -> R
     @expectation
     def sleep_guide(key, model_args, guide_args, observations):
         check_convention(model_args, guide_args, observations, "sleep_guide")
-        k1, k2 = jax.random.split(key)
+        k1, k2 = row_keys(key, 2)
         tr = model.simulate(k1, *sg(model_args))
         latent, dreamt = _split_observed(sg(tr.choices), choice_map(observations))
         gargs = guide_args if amortize is None else tuple(amortize(guide_args, dreamt))

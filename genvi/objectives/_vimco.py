@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from genvi.adev._expectation import Expectation, expectation
+from genvi.core._derive import row_keys
 from genvi.core._particles import particle_keys
 from genvi.objectives._common import (
     check_convention,
@@ -59,7 +60,7 @@ def vimco(model, guide, particles: int = 5) -> Expectation:
         check_convention(model_args, guide_args, observations, "vimco")
 
         def one(k):
-            k1, k2, k3 = jax.random.split(k, 3)
+            k1, k2, k3 = row_keys(k, 3)
             tr = guide.simulate(k1, *sg(guide_args))
             z = sg(tr.choices)
             logq, _ = guide.estimate_logpdf(k2, z, *guide_args)

@@ -10,6 +10,7 @@ import pytest
 
 import genvi as gv
 from genvi.combinators._steps import run_steps
+from genvi.core._derive import row_keys
 
 N = 7
 
@@ -149,7 +150,7 @@ def mf_step(c, p):
 
 def _manual_simulate(key, drifts):
     """gv.scan's simulate as a plain Python loop over the same per-step keys."""
-    keys = jax.random.split(key, drifts.shape[0])
+    keys = row_keys(key, drifts.shape[0])  # the per-step keys gv.scan derives
     z, zs, ys, score = jnp.float32(0.0), [], [], 0.0
     for t in range(drifts.shape[0]):
         tr = ar_step.simulate(keys[t], z, drifts[t])
@@ -185,7 +186,7 @@ def test_mean_field_guide_simulate_has_no_loop(key):
     jaxpr = jax.make_jaxpr(lambda k: chain.simulate(k, 0.0, params).score)(key).jaxpr
     assert not _scan_eqns(jaxpr)
     tr = chain.simulate(key, 0.0, params)
-    keys = jax.random.split(key, N)
+    keys = row_keys(key, N)
     z = jnp.stack([mf_step.simulate(keys[t], 0.0, params[t]).choices["z"] for t in range(N)])
     np.testing.assert_allclose(tr.choices["z"], z, rtol=1e-6)
 

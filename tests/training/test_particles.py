@@ -75,10 +75,12 @@ def test_clear_errors(run):
     assert "Auto" in run["explicit_error"] and "Explicit" in run["explicit_error"]
 
 
-def test_without_a_mesh_particle_keys_is_a_split():
+def test_without_a_mesh_particle_keys_are_the_row_keys():
+    from genvi.core._derive import row_keys
+
     key = jax.random.key(3)
     keys = gv.objectives.particle_keys(key, 5)
-    assert (jax.random.key_data(keys) == jax.random.key_data(jax.random.split(key, 5))).all()
+    assert (jax.random.key_data(keys) == jax.random.key_data(row_keys(key, 5))).all()
     # a mesh without a "particles" axis leaves the keys alone too
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
     with jax.set_mesh(mesh):
