@@ -72,6 +72,7 @@ from jax.scipy.special import logsumexp
 from jax.scipy.stats import norm
 
 import genvi as gv
+from genvi.core._derive import row_keys
 
 RTOL = 1e-4
 PRIOR_SD = 5.0  # mu ~ N(0, PRIOR_SD) in the global workload
@@ -214,8 +215,8 @@ def genvi_elbo_vg(k, t):
 
 def genvi_eps(phi, key):
     """The standard normal draw behind genvi's ``mu`` on ``key``: ``gv.objectives.elbo``
-    runs the guide on the first of ``jax.random.split(key, 3)``."""
-    tr = genvi_guide.simulate(jax.random.split(key, 3)[0], phi)
+    runs the guide on the first of the three keys it derives (``row_keys(key, 3)``)."""
+    tr = genvi_guide.simulate(row_keys(key, 3)[0], phi)
     return (tr.choices["mu"] - phi["m"]) / jnp.exp(phi["log_s"])
 
 

@@ -31,5 +31,6 @@ trap 'rm -rf "$SITE"' EXIT
 NO_MKDOCS_2_WARNING=1 GENVI_CI=1 GENVI_DOCS_EXECUTE=true GENVI_DOCS_CACHE=false \
   .venv/bin/mkdocs build --strict -q -d "$SITE"
 # The unit and statistical tests, last, so their summary closes the output. pytest exits 5
-# when it collects no test: with set -e that fails the run, as it must.
-GENVI_DOCS_SITE="$SITE" .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests
+# when it collects no test: with set -e that fails the run, as it must. The 25 slowest tests
+# are listed, to keep the suite within its time.
+GENVI_DOCS_SITE="$SITE" .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=25 tests

@@ -46,6 +46,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import genvi as gv
+from genvi.core._derive import row_keys
+from genvi.core._particles import particle_keys
 
 ESTIMATORS: dict[str, tuple[str, ...]] = {
     "reinforce": ("reinforce",),
@@ -108,19 +110,32 @@ def mlp(layers: list[dict], x):
     return x @ layers[-1]["w"] + layers[-1]["b"]
 
 
-def lstm(cell: dict, inputs, state):
+def lstm(cell: dict, inputs, state, *, projected=None):
     """One LSTM step: ``z = [inputs, h] @ w + b`` split into the gates ``i, f, g, o``
     (PyTorch's order); ``c' = sigmoid(f) c + sigmoid(i) tanh(g)``, ``h' = sigmoid(o) tanh(c')``.
+
+    ``projected``, when given, is ``x @ w[:n]`` for a leading part ``x`` (``n`` long) of
+    the inputs that is the same at every step (AIR's image), computed once by the caller;
+    ``inputs`` is then the rest, and ``z = projected + [inputs, h] @ w[n:] + b``: the same
+    ``z``, without multiplying the unchanged part again at each step.
 
     Examples:
         >>> from genvi.models import air
         >>> cell = air.init_linear(jax.random.key(0), 3 + 5, 4 * 5)
-        >>> h, c = air.lstm(cell, jnp.ones(3), (jnp.zeros(5), jnp.zeros(5)))
+        >>> state = (jnp.zeros(5), jnp.ones(5))
+        >>> h, c = air.lstm(cell, jnp.ones(3), state)
         >>> h.shape, c.shape
         ((5,), (5,))
+        >>> h2, _ = air.lstm(cell, jnp.ones(1), state, projected=jnp.ones(2) @ cell["w"][:2])
+        >>> bool(jnp.allclose(h, h2, atol=1e-6))
+        True
     """
     h, c = state
-    z = jnp.concatenate([inputs, h]) @ cell["w"] + cell["b"]
+    rest = jnp.concatenate([inputs, h])
+    if projected is None:
+        z = rest @ cell["w"] + cell["b"]
+    else:
+        z = projected + rest @ cell["w"][cell["w"].shape[0] - rest.shape[0] :] + cell["b"]
     i, f, g, o = jnp.split(z, 4)
     c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
     return jax.nn.sigmoid(o) * jnp.tanh(c), c
@@ -395,14 +410,20 @@ class AIR:
 
     # -- the guide ----------------------------------------------------------------------
 
-    def _predict(self, gp, x, where, what, pres, state):
-        inputs = jnp.concatenate([x, where, what, jnp.reshape(pres, (1,)).astype(x.dtype)])
-        h, c = lstm(gp["lstm"], inputs, state)
+    def _predict(self, gp, x_proj, where, what, pres, state):
+        """The LSTM step and the networks reading its state. ``x_proj`` is the image's
+        part of the LSTM's input product, ``x @ w[:pixels]``, which is the same at every
+        step and so computed once per image (:meth:`_project`)."""
+        inputs = jnp.concatenate([where, what, jnp.reshape(pres, (1,)).astype(where.dtype)])
+        h, c = lstm(gp["lstm"], inputs, state, projected=x_proj)
         out = mlp(gp["predict"], h)
         if self.max_logit is not None:
             out = out.at[0].set(self.max_logit * jnp.tanh(out[0] / self.max_logit))
         baseline = mlp(gp["baseline"], jax.lax.stop_gradient(h))[0]
         return (h, c), out, baseline
+
+    def _project(self, gp, x):
+        return x @ gp["lstm"]["w"][: self.canvas**2]
 
     def guide(self, estimator: str | tuple[str, ...] = "enum") -> gv.GenerativeFunction:
         """The guide, called as ``(guide_params, x)``, with the presence strategies of
@@ -430,7 +451,7 @@ class AIR:
             last = t == cfg.steps - 1
 
             @gv.gen
-            def present(gp, x, state, out):
+            def present(gp, x, x_proj, state, out):
                 where_scale = jax.nn.softplus(out[4:7])
                 where = gv.normal(out[1:4], where_scale) @ "where"
                 crop = image_to_window(where, x.reshape(cfg.canvas, cfg.canvas), cfg.window)
@@ -438,14 +459,14 @@ class AIR:
                 what = gv.normal(e[: cfg.z_what], jax.nn.softplus(e[cfg.z_what :])) @ "what"
                 if last:
                     return state, out, jnp.zeros(()), jnp.zeros((), jnp.int32)
-                state, out, b = cfg._predict(gp, x, where, what, 1, state)
+                state, out, b = cfg._predict(gp, x_proj, where, what, 1, state)
                 more = _presence(strategies[t + 1], out[0], b) @ "more"
                 return state, out, b, more
 
             return present
 
         @gv.gen
-        def absent(gp, x, state, out):
+        def absent(gp, x, x_proj, state, out):
             return state, out, jnp.zeros(()), jnp.zeros((), jnp.int32)
 
         steps = [gv.cond(object_step(t), absent) for t in range(cfg.steps)]
@@ -454,14 +475,15 @@ class AIR:
         def air_guide(gp, x):
             cfg._check_image(x)
             zeros = jnp.zeros(cfg.hidden)
+            x_proj = cfg._project(gp, x)  # the image's share of every step's LSTM input
             state, out, b = cfg._predict(
-                gp, x, jnp.zeros(3), jnp.zeros(cfg.z_what), 1, (zeros, zeros)
+                gp, x_proj, jnp.zeros(3), jnp.zeros(cfg.z_what), 1, (zeros, zeros)
             )
             pres = _presence(strategies[0], out[0], b) @ "pres"
             baselines, drawn = [b], [jnp.ones(())]
             for t, step in enumerate(steps):
                 drawn.append(jnp.asarray(pres, jnp.float32))
-                state, out, b, pres = step(pres, gp, x, state, out) @ f"object{t}"
+                state, out, b, pres = step(pres, gp, x, x_proj, state, out) @ f"object{t}"
                 baselines.append(b)
             return jnp.stack(baselines[: cfg.steps]), jnp.stack(drawn[: cfg.steps])
 
@@ -549,17 +571,18 @@ class AIR:
 
         @gv.expectation
         def bound_with_baseline(key, decoder, gp, x):
+            # the guide's keys are those gv.objectives.elbo and iwae give it, so the value
+            # is theirs on the same key (the baseline term is zero in value)
             def one(k):
-                k1, k2 = jax.random.split(k)
-                tr = guide.simulate(k1, gp, x)
+                tr = guide.simulate(k, gp, x)
                 logp, _ = model.assess(tr.choices.merge({"x": x}), decoder)
                 baselines, drawn = tr.retval
                 return logp - tr.score, baselines, drawn
 
             if particles == 1:
-                f, baselines, drawn = one(key)
+                f, baselines, drawn = one(row_keys(key, 3)[0])
             else:
-                lw, baselines, drawn = jax.vmap(one)(jax.random.split(key, particles))
+                lw, baselines, drawn = jax.vmap(one)(particle_keys(key, particles))
                 f = jax.nn.logsumexp(lw) - math.log(particles)
             loss = jnp.sum(drawn * (sg(f) - baselines) ** 2)
             return f - (loss - sg(loss))

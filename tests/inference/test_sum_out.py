@@ -13,6 +13,7 @@ from jax.scipy.special import logsumexp
 from jax.scipy.stats import norm
 
 import genvi as gv
+from genvi.core._derive import row_keys
 
 K, T = 3, 5
 YS = jnp.array([0.1, -0.8, 1.9, 2.2, 0.4])
@@ -182,7 +183,7 @@ def test_inside_an_objective_with_a_continuous_global_latent():
     g = objective.grad_estimate(key, (), (m,), {"chain": {"y": YS}}, argnums=1)[0]
 
     def hand(m):  # the same ELBO by hand on the same noise
-        tr = guide.simulate(jax.random.split(key, 3)[0], m)  # the ELBO's guide key
+        tr = guide.simulate(row_keys(key, 3)[0], m)  # the ELBO's guide key
         mu = tr.choices["mu"]
         prior = jnp.sum(norm.logpdf(mu, 0.0, 3.0))
         return prior + logsumexp(brute_paths(log_a, mu, 0.7, YS)[1]) - tr.score
@@ -219,7 +220,7 @@ def test_gradient_in_the_chain_parameters_inside_an_objective():
     g = objective.grad_estimate(key, (A0,), (m,), obs, argnums=0)[0]
 
     def hand(a_logits):
-        tr = guide.simulate(jax.random.split(key, 3)[0], m)
+        tr = guide.simulate(row_keys(key, 3)[0], m)
         mu = tr.choices["mu"]
         prior = jnp.sum(norm.logpdf(mu, 0.0, 3.0))
         log_a = jax.nn.log_softmax(a_logits, axis=-1)

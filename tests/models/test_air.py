@@ -259,6 +259,11 @@ def test_baseline_is_trained_toward_the_objective():
     # and the value is the plain ELBO's (the baseline term is zero in value)
     plain = TINY.objective("reinforce")
     assert float(plain(jax.random.key(3), params, x)) == pytest.approx(float(v), rel=1e-5)
+    # with particles too: the IWAE bound's value, on the same key
+    for key in (jax.random.key(3), jax.random.key(8)):
+        with_b = TINY.objective("baseline", "iwae", particles=3)(key, params, x)
+        without = TINY.objective("reinforce", "iwae", particles=3)(key, params, x)
+        assert float(with_b) == pytest.approx(float(without), rel=1e-5)
 
 
 def test_rws_objective_trains_model_and_guide():
