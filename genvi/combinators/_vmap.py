@@ -56,9 +56,10 @@ class VmapGF(GenerativeFunction):
     """``n`` independent copies of ``gf``, one per slice of the mapped arguments.
 
     Each address of ``gf`` gains a leading axis of size ``n``; the score is the sum of the
-    copies' scores. Keys are split, so the copies are independent. With ``subsample``
-    set to ``N``, the score, the density of ``assess`` and ``estimate_logpdf`` and the
-    importance weight are that sum times ``N / n`` (see :func:`vmap`).
+    copies' scores. Each copy gets its own key (:func:`genvi.core._derive.row_keys`), so
+    the copies are independent. With ``subsample`` set to ``N``, the score, the density
+    of ``assess`` and ``estimate_logpdf`` and the importance weight are that sum times
+    ``N / n`` (see :func:`vmap`).
     """
 
     def __init__(self, gf: GenerativeFunction, in_axes: Any = 0, subsample: int | None = None):
