@@ -301,6 +301,14 @@ def _air(sub) -> Parser:
     )
     _add(
         p,
+        "--scale-sd",
+        type=positive_float,
+        default=air.DEFAULT_SCALE_SD,
+        help="standard deviation of the prior of an object window's scale (0.1 makes one big "
+        "window over two digits cost more than a second object; see the AIR docs page)",
+    )
+    _add(
+        p,
         "--n-train",
         type=positive_int,
         default=air.DEFAULT_N_TRAIN,

@@ -35,6 +35,8 @@ from genvi.cli._run_folder import UsageError
 DEFAULT_STEPS = 1500
 DEFAULT_LR = 1e-3
 DEFAULT_PRES_PRIOR = 1e-13  # genvi.models.air.AIR's default (see its docstring); tested equal
+#: the standard deviation of the prior of a window's scale: AIR's default; tested equal
+DEFAULT_SCALE_SD = 0.2
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_ESTIMATOR = "enum"
 DEFAULT_OBJECTIVE = "elbo"
@@ -63,6 +65,7 @@ SETTINGS = {
     "z_what": "--z-what",
     "mlp_hidden": "--mlp-hidden",
     "pres_prior": "--pres-prior",
+    "scale_sd": "--scale-sd",
     "batch_size": "--batch-size",
     "lr": "--lr",
     "seed": "--seed",
@@ -111,6 +114,7 @@ def _settings(args, ckpt: str, out) -> tuple[dict, int, int, int | None]:
         "z_what": args.z_what,
         "mlp_hidden": args.mlp_hidden,
         "pres_prior": args.pres_prior,
+        "scale_sd": args.scale_sd,
         "batch_size": args.batch_size,
         "lr": args.lr,
         "seed": args.seed,
@@ -523,6 +527,7 @@ def train(args, out=None) -> dict:
             hidden=cfg.hidden,
             mlp_hidden=cfg.mlp_hidden,
             pres_prior=cfg.pres_prior,
+            where_scale=(cfg.scale_sd, 1.0, 1.0),
         )
     except ValueError as e:
         raise UsageError(str(e)) from None
@@ -540,7 +545,8 @@ def train(args, out=None) -> dict:
     )
     print(
         f"  objective {label}{' presence estimator' if cfg.estimator else ''}; LSTM {cfg.hidden}, z_what {cfg.z_what}, "
-        f"MLPs {cfg.mlp_hidden}, presence prior {cfg.pres_prior}; {steps} steps of "
+        f"MLPs {cfg.mlp_hidden}, presence prior {cfg.pres_prior}, window scale prior sd "
+        f"{cfg.scale_sd}; {steps} steps of "
         f"{cfg.batch_size} canvases, Adam lr {cfg.lr}, seed {cfg.seed}; held-out count "
         f"accuracy every {eval_every} steps"
         + (f"; data-parallel over {mesh} devices" if mesh else ""),

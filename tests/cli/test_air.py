@@ -108,6 +108,7 @@ def test_air_trains_writes_everything_resumes_and_refuses_changes(tmp_path, caps
         (["--particles", "3"], "--particles does not apply to --objective elbo"),
         (["--objective", "rws"], "trained with --objective elbo, not --objective rws"),
         (["--pres-prior", "0.5"], "trained with --pres-prior 1e-13, not --pres-prior 0.5"),
+        (["--scale-sd", "0.1"], "trained with --scale-sd 0.2, not --scale-sd 0.1"),
         (["--n-train", "80"], "trained with --n-train 64, not --n-train 80"),
         (["--seed", "1"], "trained with --seed 0, not --seed 1"),
         (["--overwrite"], "--resume and --overwrite exclude each other"),
@@ -144,6 +145,8 @@ def _exit_code(argv, capsys):
             ["--pres-prior", "1.5"],
             "argument --pres-prior: expected a probability strictly between 0 and 1, got 1.5",
         ),
+        (["--scale-sd", "0"], "argument --scale-sd: expected a positive number, got 0"),
+        (["--scale-sd", "wide"], "argument --scale-sd: expected a positive number, got 'wide'"),
         (["--mnist", "MISSING"], "error: --mnist MISSING: no such file or folder"),
         (["--resume"], "--resume: there is no checkpoint to resume from"),
         (["--resume", "--overwrite"], "--resume and --overwrite exclude each other"),
@@ -271,6 +274,26 @@ def test_majority_confusion_and_held_out_bounds():
 
 def test_the_command_defaults_are_the_model_defaults():
     assert air_cli.DEFAULT_PRES_PRIOR == air.AIR().pres_prior
+    assert air_cli.DEFAULT_SCALE_SD == air.AIR().where_scale[0]
     assert air_cli.DEFAULT_HIDDEN == air.AIR().hidden
     assert air_cli.DEFAULT_Z_WHAT == air.AIR().z_what
     assert air_cli.DEFAULT_MLP_HIDDEN == air.AIR().mlp_hidden
+
+
+def test_scale_sd_reaches_the_model(tmp_path, capsys, monkeypatch):
+    """``--scale-sd`` is the first of the model's ``where_scale``, not an option that is
+    parsed and dropped: the model the command builds gets it (a fake AIR records it)."""
+    made = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_air(**kwargs):
+        made.append(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(air, "AIR", fake_air)
+    for argv, want in ([], (0.2, 1.0, 1.0)), (["--scale-sd", "0.1"], (0.1, 1.0, 1.0)):
+        with pytest.raises(Stop):
+            main(["air", "--out", str(tmp_path / f"o{len(made)}"), *SMALL, *argv])
+        assert made[-1]["where_scale"] == want
