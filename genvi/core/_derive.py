@@ -21,9 +21,9 @@ arithmetic, which XLA fuses into the surrounding computation:
   addresses distinct, rehashing a collision with a salt).
 - the keys of ``n`` particles (``rows``): ``mix(key)`` XOR ``(0xC0000000, fmix32(i))``,
   ``i < n``. ``fmix32`` is a bijection of 32-bit words, so the rows are distinct; the
-  high bits of the first word are no address hash's (those are below 2^31) and not the
-  model stream's (``0x80000001``), so a row key is never an address key of the same
-  parent.
+  high bits of the first word are no address hash's (those are below 2^31) and not a
+  reserved stream's (the model's ``0x80000001``), so a row key is never an address or
+  stream key of the same parent.
 
 The derived keys are then used as threefry keys: threefry is a keyed hash designed so
 that distinct keys give independent streams (JAX's own seeds ``key(0)``, ``key(1)``, ...

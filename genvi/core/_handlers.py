@@ -152,11 +152,12 @@ class Handler:
 
     def key_for(self, key, addr: Address):
         """The key of the choice (or call) at ``addr``: ``key``'s stream of a hash of the
-        address (:func:`genvi.core._derive.derive_key`), so that a choice's randomness depends on its address, not on the order of
-        visits. Two addresses of one generative function never share a key: should a
-        second address hash to a value an earlier one has (a 1 in 2^31 chance a pair), it
-        is rehashed with a salt until it is unique. The program visits its addresses in a
-        fixed order, so keys stay deterministic given ``key``."""
+        address (:func:`genvi.core._derive.derive_key`), so that a choice's randomness
+        depends on its address, not on the order of visits. Two addresses of one
+        generative function never share a key: should a second address hash to a value an
+        earlier one has (a 1 in 2^31 chance a pair), it is rehashed with a salt until it
+        is unique. The program visits its addresses in a fixed order, so keys stay
+        deterministic given ``key``."""
         salt = 0
         h = _address_hash(addr, salt)
         while self._hashes.get(h, addr) != addr:

@@ -17,9 +17,9 @@ place where the particle axis is born, so it is where it is laid out:
   where the particles are combined (a ``logsumexp``, a mean).
 
 The values do not change: each particle's key is an elementwise function of the parent
-key and its index, so it, and therefore its draws, are the same whatever the layout; only the order of the final
-sums may differ (float rounding). A count that does not divide the axis is padded by XLA.
-When particle loops nest (an IWAE over a ``gv.marginal`` model), each one asks for the
+key and its index, so it, and therefore its draws, are the same whatever the layout; only
+the order of the final sums may differ (float rounding). A count that does not divide the
+axis is padded by XLA. When particle loops nest (an IWAE over a ``gv.marginal`` model), each one asks for the
 same axis; the inner one is then resharded, which costs communication but not accuracy.
 """
 
