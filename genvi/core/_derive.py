@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 _THREEFRY = "threefry2x32"
-_M32 = 0xFFFFFFFF
+_M32 = 0xFFFFFFFF  # the largest tag
 #: round constants of the Feistel network (the first hexadecimal digits of pi)
 _ROUNDS = (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344)
 #: the second word of a tag's constant is fmix32(tag ^ _TAG_SALT)
@@ -51,20 +51,9 @@ _TAG_SALT = 0x5BD1E995
 _ROW_WORD = 0xC0000000
 
 
-def _fmix32_py(x: int) -> int:
-    """MurmurHash3's 32-bit finalizer on a Python int (for constants known when the
-    program is traced)."""
-    x &= _M32
-    x ^= x >> 16
-    x = (x * 0x85EBCA6B) & _M32
-    x ^= x >> 13
-    x = (x * 0xC2B2AE35) & _M32
-    return x ^ (x >> 16)
-
-
 def _fmix32(x):
-    """MurmurHash3's 32-bit finalizer on a ``uint32`` array (a bijection of 32-bit
-    words; the products wrap modulo 2^32)."""
+    """MurmurHash3's 32-bit finalizer on a ``uint32`` array, JAX's or numpy's (a
+    bijection of 32-bit words; the products wrap modulo 2^32)."""
     x = x ^ (x >> 16)
     x = x * np.uint32(0x85EBCA6B)
     x = x ^ (x >> 13)
@@ -118,7 +107,7 @@ def derive_key(key, tag: int):
     if not threefry:
         return jax.random.fold_in(key, tag)
     a, b = _mix(*_words(key, typed))
-    c0, c1 = np.uint32(tag), np.uint32(_fmix32_py(tag ^ _TAG_SALT))
+    c0, c1 = np.uint32(tag), _fmix32(np.array([tag ^ _TAG_SALT], np.uint32))[0]
     return _wrap(a ^ c0, b ^ c1, typed, key)
 
 
