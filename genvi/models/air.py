@@ -132,10 +132,19 @@ def lstm(cell: dict, inputs, state, *, projected=None):
     """
     h, c = state
     rest = jnp.concatenate([inputs, h])
+    w = cell["w"]
     if projected is None:
-        z = rest @ cell["w"] + cell["b"]
+        z = rest @ w + cell["b"]
     else:
-        z = projected + rest @ cell["w"][cell["w"].shape[0] - rest.shape[0] :] + cell["b"]
+        n = w.shape[0] - rest.shape[0]
+        if n <= 0 or jnp.shape(projected) != (w.shape[1],):
+            raise ValueError(
+                f"air.lstm: projected must be x @ w[:n] (shape ({w.shape[1]},)) for a leading "
+                f"part x of the {w.shape[0] - jnp.shape(h)[0]} inputs, with inputs the rest; "
+                f"got projected of shape {jnp.shape(projected)} and {rest.shape[0] - jnp.shape(h)[0]} "
+                "inputs (pass the inputs without the projected part)"
+            )
+        z = projected + rest @ w[n:] + cell["b"]
     i, f, g, o = jnp.split(z, 4)
     c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
     return jax.nn.sigmoid(o) * jnp.tanh(c), c

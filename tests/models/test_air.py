@@ -399,3 +399,17 @@ def test_a_short_training_run_learns_to_count_above_chance():
     after = accuracy(result.params)
     majority = np.bincount(ds.test_counts).max() / ds.test_counts.size
     assert after > max(0.5, majority + 0.1, before + 0.1), (before, after, majority)
+
+
+def test_lstm_with_a_projected_part_is_the_same_step_and_refuses_a_double_count():
+    cell = air.init_linear(jax.random.key(0), 6 + 2 + 5, 4 * 5)
+    state = (jnp.full(5, 0.3), jnp.full(5, -0.2))
+    x, rest = jnp.arange(6.0) / 6, jnp.array([0.5, -1.0])
+    h, c = air.lstm(cell, jnp.concatenate([x, rest]), state)
+    h2, c2 = air.lstm(cell, rest, state, projected=x @ cell["w"][:6])
+    np.testing.assert_allclose(h2, h, atol=1e-6)
+    np.testing.assert_allclose(c2, c, atol=1e-6)
+    with pytest.raises(ValueError, match="without the projected part"):  # x counted twice
+        air.lstm(cell, jnp.concatenate([x, rest]), state, projected=x @ cell["w"][:6])
+    with pytest.raises(ValueError, match="shape"):
+        air.lstm(cell, rest, state, projected=jnp.zeros(3))
